@@ -1,0 +1,46 @@
+# openfl_like: `make demo` runs a real federation on this machine, `make test` runs the tests.
+# Both install what they need into .venv first when it is missing or out of date.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo demo-pki lint bench proto clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[ml,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## make .venv and install the project with everything it needs
+
+test: $(STAMP)  ## the whole suite: unit, integration (real servers) and end-to-end (fx CLI)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## everything but the end-to-end tests
+	$(BIN)/python -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+demo: $(STAMP)  ## the main job: a real federation on this machine
+	$(BIN)/python bench/demo.py
+
+demo-pki: $(STAMP)  ## only the PKI part: issue and verify a workspace's certificates
+	bash bench/demo_pki.sh
+
+lint: $(STAMP)  ## ruff, and the layer rules of ARCHITECTURE.md (import-linter)
+	$(BIN)/ruff check openfl_like tests bench
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q tests/unit/protocol/test_generated_in_sync.py
+
+bench: $(STAMP)  ## benchmarks: print figures and ratios against this machine's own limits
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+proto: $(STAMP)  ## regenerate the committed *_pb2 modules from openfl_like/protocol/proto
+	$(BIN)/python -m openfl_like.protocol.generate
+
+clean:  ## remove the virtualenv, caches and generated workspace files (keeps pki/README.md)
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info workspace
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find pki -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""app layer of openfl_like (see ARCHITECTURE in README)."""

@@ -1,0 +1,1 @@
+"""cli layer of openfl_like (see ARCHITECTURE in README)."""

@@ -1,0 +1,1 @@
+"""Small shared pieces: errors, ids, messages, logging, atomic files. Stdlib and numpy only."""

@@ -1,0 +1,1 @@
+"""data layer of openfl_like (see ARCHITECTURE in README)."""

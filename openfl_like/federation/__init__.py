@@ -1,0 +1,1 @@
+"""federation layer of openfl_like (see ARCHITECTURE in README)."""

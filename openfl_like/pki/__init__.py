@@ -1,0 +1,1 @@
+"""pki layer of openfl_like (see ARCHITECTURE in README)."""

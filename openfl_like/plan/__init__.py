@@ -1,0 +1,1 @@
+"""plan layer of openfl_like (see ARCHITECTURE in README)."""

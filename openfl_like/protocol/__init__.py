@@ -1,0 +1,1 @@
+"""protocol layer of openfl_like (see ARCHITECTURE in README)."""

@@ -1,0 +1,1 @@
+"""runners layer of openfl_like (see ARCHITECTURE in README)."""

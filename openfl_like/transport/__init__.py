@@ -1,0 +1,1 @@
+"""transport layer of openfl_like (see ARCHITECTURE in README)."""
