@@ -1,0 +1,66 @@
+"""What a store holds: one row per participant certificate, with revocation and expiry state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from openfl_like.core.errors import PkiError, VerificationError
+from openfl_like.core.ids import Role
+from openfl_like.pki.identity import participant_role
+from openfl_like.pki.pem import load_certificate
+from openfl_like.pki.revocation import load_crl
+from openfl_like.pki.store import PkiStore
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    name: str
+    path: Path
+    role: Role | None
+    serial: int | None
+    not_after: datetime | None
+    revoked: bool
+    status: str  # valid | revoked | expired | foreign (not from this CA) | corrupt | no role
+
+    @property
+    def serial_hex(self) -> str:
+        return "" if self.serial is None else f"{self.serial:X}"
+
+
+def list_certificates(store: PkiStore, *, now: datetime | None = None) -> list[CertificateInfo]:
+    """Every certificate under ``store.certs_dir``; a corrupt file is a row, not a failure."""
+    if not store.has_ca():
+        raise PkiError(f"no CA in {store.root}: run `fx pki init` first")
+    signing = load_certificate(store.signing_cert_path, "signing CA certificate")
+    crl = load_crl(store.crl_path, signing)
+    revoked_serials = {entry.serial_number for entry in crl}
+    moment = now or datetime.now(timezone.utc)
+    rows = []
+    for name in store.cert_names():
+        path = store.certs_dir / f"{name}.crt"
+        try:
+            cert = load_certificate(path)
+        except PkiError:
+            rows.append(CertificateInfo(name, path, None, None, None, False, "corrupt"))
+            continue
+        try:
+            role: Role | None = participant_role(cert)
+        except VerificationError:
+            role = None
+        revoked = cert.serial_number in revoked_serials
+        if cert.issuer != signing.subject:
+            status = "foreign"
+        elif revoked:
+            status = "revoked"
+        elif moment > cert.not_valid_after_utc:
+            status = "expired"
+        elif role is None:
+            status = "no role"
+        else:
+            status = "valid"
+        rows.append(CertificateInfo(
+            name, path, role, cert.serial_number, cert.not_valid_after_utc, revoked, status
+        ))
+    return rows
