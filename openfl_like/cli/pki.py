@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from openfl_like.core.errors import ConfigError, PkiError
+from openfl_like.core.errors import ConfigError, PkiError, VerificationError
 from openfl_like.core.ids import Role, check_name
 from openfl_like.pki.authority import CertificateAuthority, IssuedCertificate
 from openfl_like.pki.csr import inspect_csr, write_csr
@@ -25,7 +25,7 @@ from openfl_like.pki.profiles import san_text
 from openfl_like.pki.store import DEFAULT_PKI_DIR, PKI_DIR_ENV, PkiStore
 from openfl_like.pki.verify import verify_certificate
 
-PASSPHRASE_ENV = "FX_CA_PASSPHRASE"
+PASSPHRASE_ENV = "FX_CA_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
 ROLES = "|".join(r.value for r in Role)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,7 +106,7 @@ def pki() -> None:
               help="ec = ECDSA P-384, rsa = RSA 3072 (both sign with SHA-384).")
 @click.option("--force", is_flag=True, help="Replace an existing CA (invalidates every cert).")
 def init(store: PkiStore, passphrase: bytes | None, key_type: str, force: bool) -> None:
-    """Create a root CA and a signing CA (the root signs only the signing CA).
+    """Create a two-tier CA: a root CA that signs only the signing CA.
 
     The CA keys are encrypted when a passphrase is given (--passphrase-file or
     FX_CA_PASSPHRASE); later certify/sign/revoke calls then need the same passphrase.
@@ -135,10 +135,12 @@ def certify(
     store: PkiStore, passphrase: bytes | None, name: str, role_name: str,
     sans: tuple[str, ...], key_type: str, force: bool,
 ) -> None:
-    """Make a key and a certificate signed by the signing CA, in one step."""
+    """Make a key and a CA-signed certificate in one step."""
     check_name(name)
     role = _role(role_name)
     ca = CertificateAuthority.load(store, passphrase=passphrase)
+    if sans and not role.is_server:
+        click.echo(f"note: --san is ignored for the client role {role.value}", err=True)
     _show_issued(ca.certify(name, role, list(sans) or None, force=force, key_type=key_type))
 
 
@@ -227,11 +229,18 @@ def verify(store: PkiStore, cert: str, expected_role: str | None) -> None:
     revocation; on failure, names the check that failed.
     """
     role = _role(expected_role) if expected_role is not None else None
+    if not store.has_ca():
+        raise PkiError(f"no CA in {store.root}: run `fx pki init` first")
     path = Path(cert)
     if not path.exists() and "/" not in cert and not cert.endswith((".crt", ".pem")):
         path = store.cert_path(cert)
     certificate = load_certificate(path)
-    name, actual = verify_certificate(certificate, store, role=role)
+    try:
+        name, actual = verify_certificate(certificate, store, role=role)
+    except VerificationError as exc:
+        detail = exc.message.split(": ", 1)[-1]
+        raise VerificationError(exc.check, f"{path} failed the {exc.check} check: {detail}")\
+            from None
     click.echo(
         f"OK {path}: {name} ({actual.value}), serial {certificate.serial_number:X}, "
         f"expires {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"

@@ -181,8 +181,8 @@ class CertificateAuthority:
         )
 
     def certify(
-        self, name: str, role: Role | str, sans: Sequence[str] | None = None, *, force: bool = False,
-        not_before: datetime | None = None, not_after: datetime | None = None,
+        self, name: str, role: Role | str, sans: Sequence[str] | None = None, *,
+        force: bool = False, not_before: datetime | None = None, not_after: datetime | None = None,
         key_type: str = "ec",
     ) -> IssuedCertificate:
         """Key + certificate for ``name`` in one step (single-host workspaces and tests)."""

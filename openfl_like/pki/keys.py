@@ -23,7 +23,8 @@ SIGNATURE_HASH = hashes.SHA384
 
 def check_key_type(key_type: str) -> str:
     if key_type not in KEY_TYPES:
-        raise ConfigError(f"unknown key type {key_type!r} (expected one of: {', '.join(KEY_TYPES)})")
+        known = ", ".join(KEY_TYPES)
+        raise ConfigError(f"unknown key type {key_type!r} (expected one of: {known})")
     return key_type
 
 
@@ -58,16 +59,18 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError:
         if passphrase:
-            raise PkiError(f"private key {path} is not encrypted, but a passphrase was given")\
-                from None
+            raise PkiError(
+                f"private key {path} is not encrypted, but a passphrase was given"
+            ) from None
         raise PkiError(
             f"private key {path} is encrypted: give its passphrase "
             "(--passphrase-file or FX_CA_PASSPHRASE)"
         ) from None
     except ValueError:
         if passphrase:
-            raise PkiError(f"cannot decrypt private key {path}: wrong passphrase or corrupt file")\
-                from None
+            raise PkiError(
+                f"cannot decrypt private key {path}: wrong passphrase or corrupt file"
+            ) from None
         raise PkiError(f"corrupt or unsupported private key: {path}") from None
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
         raise PkiError(f"unsupported private key type in {path} (expected EC or RSA)")
