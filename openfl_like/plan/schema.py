@@ -30,7 +30,7 @@ class FederationSettings:
 
 @dataclass(frozen=True)
 class BestModelSettings:
-    # A metric of the aggregated_model_validation task (the only one that measures the global model).
+    # A metric of aggregated_model_validation (the only task that measures the global model).
     metric: str = "accuracy"
     direction: str = "max"  # max | min
 

@@ -50,7 +50,7 @@ SUPPORTED_DTYPES: tuple[str, ...] = (*_PLAIN_DTYPES, "bfloat16")
 
 def dtype_name(dtype: np.dtype) -> str:
     """The wire name of ``dtype``; ProtocolError for anything we do not carry (object, str...)."""
-    if dtype == _RAW_BFLOAT16 or dtype == _BFLOAT16 or dtype.name == "bfloat16":
+    if dtype in (_RAW_BFLOAT16, _BFLOAT16) or dtype.name == "bfloat16":
         return "bfloat16"
     name = dtype.name
     if name not in _BY_NAME:
@@ -72,7 +72,9 @@ def as_wire_array(array: np.ndarray) -> np.ndarray:
     """``array`` as a C-contiguous little-endian array; no copy when it already is one."""
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(array)
+    if not array.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into 1-d)
+        array = array.copy(order="C")
+    return array
 
 
 def raw_bytes(array: np.ndarray) -> memoryview:

@@ -88,7 +88,10 @@ def encode_download(frame: Frame) -> bytes:
 
 def encode_upload(frame: Frame) -> bytes:
     """Wire bytes of a ``SendLocalTaskResultsRequest``."""
-    fields = [(_UPLOAD_HEADER, _serialized(frame.header)), (_UPLOAD_RESULT, _serialized(frame.result))]
+    fields = [
+        (_UPLOAD_HEADER, _serialized(frame.header)),
+        (_UPLOAD_RESULT, _serialized(frame.result)),
+    ]
     return _encode(fields, _UPLOAD_CHUNK, frame.chunk)
 
 

@@ -1,0 +1,236 @@
+"""Composition root of the aggregator: plan + PKI -> federation logic behind a gRPC server.
+
+``start_aggregator`` returns a ``RunningAggregator``; ``run()`` blocks until the federation ends,
+keeping ``status.json`` in the workspace fresh (what `fx aggregator status` and `fx plan run`
+read), then writes the final evaluation and shuts the server down once every live collaborator
+has been told that the federation is over.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openfl_like.app.common import Workspace, runner_params
+from openfl_like.app.locks import ProcessLock
+from openfl_like.app.settings import transport_settings
+from openfl_like.core.errors import FederationError
+from openfl_like.core.fsutil import atomic_write
+from openfl_like.core.logging import get_logger
+from openfl_like.core.messages import (
+    HandshakeReply,
+    HeartbeatReply,
+    NamedTensor,
+    PollStatus,
+    ResultAck,
+    TaskResult,
+    TasksReply,
+)
+from openfl_like.federation.aggregator import Aggregator
+from openfl_like.federation.state import StateStore
+from openfl_like.pki import PkiStore
+from openfl_like.plan.schema import Plan
+from openfl_like.runners.registry import evaluate_weights, initial_weights
+from openfl_like.transport.aggregator_server import AggregatorGRPCServer
+from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.server import RunningServer
+
+log = get_logger(__name__)
+
+STATUS_INTERVAL_SECONDS = 0.5
+# After the last round: how long to keep answering so live collaborators learn it is over.
+FAREWELL_SECONDS = 10.0
+
+
+class _FarewellTracker:
+    """Wraps the aggregator handler to note who has been told the federation is done."""
+
+    def __init__(self, inner: Aggregator) -> None:
+        self.inner = inner
+        self.told_done: set[str] = set()
+        self._lock = threading.Lock()
+
+    def is_authorized(self, collaborator: str) -> bool:
+        return self.inner.is_authorized(collaborator)
+
+    def handshake(self, collaborator: str, plan_digest: str,
+                  plan_fingerprint: Mapping[str, str]) -> HandshakeReply:
+        reply = self.inner.handshake(collaborator, plan_digest, plan_fingerprint)
+        if reply.done:
+            self._told(collaborator)
+        return reply
+
+    def heartbeat(self, collaborator: str) -> HeartbeatReply:
+        return self.inner.heartbeat(collaborator)
+
+    def get_tasks(self, collaborator: str, wait_seconds: float) -> TasksReply:
+        reply = self.inner.get_tasks(collaborator, wait_seconds)
+        if reply.status is PollStatus.DONE:
+            self._told(collaborator)
+        return reply
+
+    def get_aggregated_tensors(self, collaborator: str, round_number: int,
+                               names: Sequence[str], tags: Sequence[str]
+                               ) -> Iterable[NamedTensor]:
+        return self.inner.get_aggregated_tensors(collaborator, round_number, names, tags)
+
+    def send_local_task_results(self, result: TaskResult,
+                                tensors: Iterator[NamedTensor]) -> ResultAck:
+        return self.inner.send_local_task_results(result, tensors)
+
+    def status(self) -> Mapping[str, object]:
+        return self.inner.status()
+
+    def _told(self, collaborator: str) -> None:
+        with self._lock:
+            self.told_done.add(collaborator)
+
+    def everyone_live_told(self) -> bool:
+        status = self.inner.status()
+        collaborators = status.get("collaborators", {})
+        assert isinstance(collaborators, dict)
+        with self._lock:
+            return all(
+                name in self.told_done or not info.get("active")
+                for name, info in collaborators.items()
+            )
+
+
+@dataclass
+class RunningAggregator:
+    plan: Plan
+    workspace: Workspace
+    aggregator: Aggregator
+    server: RunningServer
+    allow_custom: bool = False
+    _tracker: _FarewellTracker | None = None
+    _lock: ProcessLock | None = None
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def write_status(self) -> dict[str, Any]:
+        status = dict(self.aggregator.status())
+        status["address"] = f"{self.server.host}:{self.server.port}"
+        status["updated_unix"] = time.time()
+        if self.final_metrics:
+            status["final_test"] = self.final_metrics
+        atomic_write(self.workspace.status_path, json.dumps(status, indent=1, default=str))
+        return status
+
+    def run(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """Serve until the federation ends; return the final test metrics (or raise)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self.aggregator.wait_until_done(STATUS_INTERVAL_SECONDS):
+                self.write_status()
+                if self.aggregator.failed:
+                    break
+                if end is not None and time.monotonic() > end:
+                    raise FederationError(f"federation not finished after {timeout} s")
+            if self.aggregator.failed:
+                self.write_status()
+                raise FederationError(f"federation failed: {self.aggregator.failed}")
+            self.final_metrics = self.finish()
+            self.write_status()
+            self._say_farewell()
+            return self.final_metrics
+        finally:
+            self.stop()
+
+    def finish(self) -> dict[str, Any]:
+        """Evaluate the final model on the held-out test set and export the models."""
+        plan = self.plan
+        params = runner_params(plan, allow_custom=self.allow_custom)
+        final = self.aggregator.weights()
+        metrics: dict[str, Any] = {"rounds": plan.aggregator.rounds_to_train}
+        if plan.task_runner.name != "noop":
+            from openfl_like.data.digits import load_digits_test_set
+
+            x_test, y_test = load_digits_test_set(
+                seed=plan.data.seed, test_fraction=plan.data.test_fraction
+            )
+            scores = evaluate_weights(plan.task_runner.name, final, x_test, y_test, **params)
+            metrics.update({f"test_{k}": v for k, v in scores.items()})
+            metrics["test_samples"] = len(y_test)
+            log.info("final model on the held-out test set: %s",
+                     ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        if plan.task_runner.name == "keras":
+            from openfl_like.runners.keras_runner import save_keras_model
+
+            builder = str(params.get("builder", "digits_cnn"))
+            allow = bool(params.get("allow_custom", False))
+            out = self.workspace.output_dir
+            save_keras_model(final, out / "final_model.keras", builder=builder,
+                             allow_custom=allow)
+            save_keras_model(self.aggregator.best_weights(), out / "best_model.keras",
+                             builder=builder, allow_custom=allow)
+        atomic_write(self.workspace.final_metrics_path, json.dumps(metrics, indent=1))
+        return metrics
+
+    def _say_farewell(self) -> None:
+        tracker = self._tracker
+        if tracker is None:
+            return
+        end = time.monotonic() + FAREWELL_SECONDS
+        while time.monotonic() < end and not tracker.everyone_live_told():
+            time.sleep(0.05)  # shutdown only; never on a round's path
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self.aggregator.stop()
+        self.server.stop(grace)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def start_aggregator(
+    plan: Plan,
+    *,
+    pki: PkiStore,
+    workspace: str | Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    allow_custom: bool = False,
+) -> RunningAggregator:
+    """Load or create the federation state and start serving it over gRPC."""
+    ws = Workspace.for_plan(plan, workspace)
+    lock = ProcessLock(ws.locks_dir / "aggregator.lock", f"the aggregator of {ws.root}").acquire()
+    try:
+        settings = transport_settings(plan)
+        tls_files = TlsFiles.for_participant(pki, plan.aggregator.name) if settings.tls else None
+        if tls_files is not None:
+            tls_files.read()  # fail early, naming the missing file
+        initial = None
+        if not StateStore(ws.state_dir).exists():
+            params = runner_params(plan, allow_custom=allow_custom)
+            initial = initial_weights(plan.task_runner.name, seed=plan.data.seed, **params)
+        aggregator = Aggregator(plan, initial_weights=initial, state_dir=ws.state_dir,
+                                output_dir=ws.output_dir)
+        tracker = _FarewellTracker(aggregator)
+        grpc_server = AggregatorGRPCServer(
+            tracker, aggregator_name=plan.aggregator.name,
+            federation_uuid=plan.federation_uuid, tls_files=tls_files, settings=settings,
+        )
+        try:
+            running = grpc_server.start(
+                host=host or plan.aggregator.host,
+                port=plan.aggregator.port if port is None else port,
+            )
+        except BaseException:
+            aggregator.stop()
+            raise
+    except BaseException:
+        lock.release()
+        raise
+    handle = RunningAggregator(plan=plan, workspace=ws, aggregator=aggregator, server=running,
+                               allow_custom=allow_custom, _tracker=tracker, _lock=lock)
+    handle.write_status()
+    return handle

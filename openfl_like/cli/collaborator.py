@@ -1,0 +1,56 @@
+"""`fx collaborator`: run one collaborator of a plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from openfl_like.cli.options import allow_custom_option, plan_dir_option, workspace_option
+from openfl_like.cli.pki import pki_dir_option
+from openfl_like.pki import PkiStore
+
+
+@click.group()
+def collaborator() -> None:
+    """Run a collaborator: train on local data, share only model updates."""
+
+
+@collaborator.command("start")
+@click.option("-n", "--name", required=True,
+              help="Collaborator name: must be in cols.yaml and be the CN of its certificate.")
+@plan_dir_option
+@pki_dir_option
+@workspace_option
+@click.option("--aggregator", "aggregator_address", default=None, metavar="HOST:PORT",
+              help="Aggregator address (default: aggregator.host and aggregator.port of the "
+              "plan). The host must be in the aggregator certificate's SANs.")
+@click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Certificate file (default: certs/NAME.crt in the PKI store).")
+@click.option("--key", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Private key file (default: private/NAME.key in the PKI store).")
+@click.option("--ca-bundle", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CA bundle to trust (default: ca/ca-bundle.pem in the PKI store).")
+@allow_custom_option
+def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
+          aggregator_address: str | None, cert: Path | None, key: Path | None,
+          ca_bundle: Path | None, allow_custom: bool) -> None:
+    """Join the federation, long-poll for tasks and run them until the federation ends.
+
+    Exits 0 with a summary when the aggregator says the federation is over; exits non-zero with
+    one line when refused (unknown name, bad certificate, plan mismatch).
+    """
+    from openfl_like.app.collaborator import run_collaborator
+    from openfl_like.plan.load import load_plan
+    from openfl_like.transport.credentials import TlsFiles
+
+    plan = load_plan(plan_dir)
+    files = None
+    if cert or key or ca_bundle:
+        files = TlsFiles(
+            cert_path=cert or store.cert_path(name), key_path=key or store.key_path(name),
+            ca_bundle_path=ca_bundle or store.ca_bundle_path,
+        )
+    summary = run_collaborator(plan, name, pki=store, aggregator_address=aggregator_address,
+                               tls_files=files, workspace=workspace, allow_custom=allow_custom)
+    click.echo(f"{name}: {summary.describe()}")

@@ -1,0 +1,129 @@
+"""`fx plan`: validate a plan, or run it as a whole federation on this host."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from openfl_like.cli.pki import pki_dir_option
+from openfl_like.pki import PkiStore
+
+_COLUMNS = (
+    ("aggregated_model_validation/accuracy", "global val acc"),
+    ("aggregated_model_validation/loss", "global val loss"),
+    ("train/loss", "train loss"),
+    ("train/accuracy", "train acc"),
+    ("locally_tuned_model_validation/accuracy", "local val acc"),
+)
+
+
+@click.group()
+def plan() -> None:
+    """Validate federation plans and run them locally."""
+
+
+@plan.command("validate")
+@click.argument("plan_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def validate(plan_dir: Path) -> None:
+    """Print the resolved plan (defaults filled in) and its digest, or the first error."""
+    from openfl_like.plan.digest import plan_digest, plan_to_dict
+    from openfl_like.plan.load import load_plan
+
+    loaded = load_plan(plan_dir)
+    click.echo(json.dumps(plan_to_dict(loaded), indent=2, default=str))
+    click.echo(f"plan digest: {plan_digest(loaded)}")
+    click.echo(f"federation uuid: {loaded.federation_uuid}")
+
+
+@plan.command("run")
+@click.argument("plan_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@pki_dir_option
+@click.option("--workspace", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder for state, outputs and logs (default: the plan's workspace).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Aggregator port (default: aggregator.port; 0 picks a free one).")
+@click.option("--resume", is_flag=True,
+              help="Continue the federation saved in the workspace instead of starting afresh.")
+@click.option("--timeout", type=float, default=None,
+              help="Give up (and stop every process) after this many seconds.")
+def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | None,
+        resume: bool, timeout: float | None) -> None:
+    """Run the whole federation on this host: the PKI it lacks, one aggregator and every
+    collaborator of cols.yaml as separate processes over mutual TLS on 127.0.0.1.
+
+    Shows progress per round, prints a metrics table, writes models, metrics (CSV, JSON,
+    TensorBoard) and a plot into the workspace's outputs/, and ends with the final global
+    model's held-out test accuracy. Process logs are in the workspace's logs/.
+    """
+    from openfl_like.app.local_run import run_plan_locally
+    from openfl_like.core.logging import get_logger
+
+    console = Console(stderr=True)
+    level = get_logger("cli").getEffectiveLevel()
+    progress = Progress(
+        TextColumn("[bold]round {task.fields[rounds]}"), BarColumn(),
+        TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False,
+    )
+    task_id = progress.add_task("starting", total=None, rounds="-")
+
+    def on_status(status: dict[str, Any]) -> None:
+        total = float(status.get("rounds_to_train") or 0) or None
+        last = status.get("last_round") or {}
+        metrics = (last.get("metrics") or {}).get("aggregated_model_validation") or {}
+        acc = metrics.get("accuracy")
+        text = f"{status.get('phase', '')}"
+        if acc is not None:
+            text += f"  global val acc {acc:.3f} (round {last.get('round')})"
+        if status.get("waiting_for"):
+            text += f"  waiting for {', '.join(status['waiting_for'])}"
+        done = min(float(status.get("round") or 0), total or 0)
+        progress.update(task_id, total=total, completed=done, description=text,
+                        rounds=f"{done:.0f}/{total or 0:.0f}")
+
+    with progress:
+        result = run_plan_locally(
+            plan_dir, pki=store, workspace=workspace, port=port, resume=resume,
+            log_level=_level_name(level), on_status=on_status, timeout=timeout,
+        )
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=132)  # a log file or pipe: wide enough for the whole table
+    out.print(_metrics_table(result.history))
+    out.print(f"outputs in {result.workspace.output_dir}; logs in {result.workspace.logs_dir}")
+    out.print(f"federation finished in {result.seconds:.1f} s")
+    accuracy = result.final_metrics.get("test_accuracy")
+    if accuracy is not None:
+        click.echo(f"final test accuracy: {accuracy:.4f}")
+
+
+def _level_name(level: int) -> str:
+    import logging
+
+    return str(logging.getLevelName(level))
+
+
+def _metrics_table(history: list[dict[str, Any]]) -> Table:
+    from openfl_like.federation.outputs import flatten_round
+
+    table = Table(title="metrics per round")
+    table.add_column("round", justify="right")
+    table.add_column("closed by")
+    table.add_column("cols", justify="right")
+    for _, title in _COLUMNS:
+        table.add_column(title, justify="right")
+    table.add_column("seconds", justify="right")
+    for record in history:
+        row = flatten_round(record)
+        cells = [str(row["round"]), str(row.get("closed_by", "")), str(row.get("collaborators"))]
+        for key, _ in _COLUMNS:
+            value = row.get(key)
+            cells.append("-" if value is None else f"{float(value):.4f}")
+        cells.append(f"{float(row.get('duration_seconds', 0.0)):.2f}")
+        table.add_row(*cells)
+    return table

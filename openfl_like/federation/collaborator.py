@@ -1,0 +1,180 @@
+"""The collaborator loop: long-poll for tasks, fetch the global model, run the tasks, send results.
+
+It talks to the aggregator through ``AggregatorPort`` (the app adapts the gRPC client to it; tests
+use an in-memory port), and never sleeps: waiting is the aggregator's long-poll. Reconnection and
+retries are the port's job; this loop only reacts to what the aggregator answers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from openfl_like.core.errors import NotFoundError, OpenflLikeError
+from openfl_like.core.logging import get_logger
+from openfl_like.core.messages import (
+    HandshakeReply,
+    HeartbeatReply,
+    PollStatus,
+    ResultAck,
+    ResultKey,
+    TaskKind,
+    TaskResult,
+    TaskSpec,
+    TasksReply,
+)
+from openfl_like.plan.digest import plan_digest, plan_fingerprint
+from openfl_like.plan.schema import Plan
+from openfl_like.runners.base import TaskOutcome, TaskRunner
+
+log = get_logger(__name__)
+
+
+class AggregatorPort(Protocol):
+    """What a collaborator needs from its connection to the aggregator."""
+
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply: ...
+
+    def get_tasks(self) -> TasksReply: ...
+
+    def get_aggregated_tensors(self, round_number: int, names: Sequence[str]
+                               ) -> dict[str, np.ndarray]: ...
+
+    def send_local_task_results(self, result: TaskResult, tensors: Mapping[str, np.ndarray]
+                                ) -> ResultAck: ...
+
+    def heartbeat(self) -> HeartbeatReply: ...
+
+
+@dataclass(frozen=True)
+class CollaboratorSettings:
+    """What the loop needs from the plan (build it with ``from_plan``)."""
+
+    plan_digest: str
+    fingerprint: Mapping[str, str]
+    epochs: int = 1
+    batch_size: int = 32
+    heartbeat_seconds: float = 0.0
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> CollaboratorSettings:
+        return cls(plan_digest=plan_digest(plan), fingerprint=plan_fingerprint(plan),
+                   epochs=plan.collaborator.epochs, batch_size=plan.collaborator.batch_size,
+                   heartbeat_seconds=plan.collaborator.heartbeat_seconds)
+
+
+@dataclass
+class CollaboratorSummary:
+    name: str
+    rounds_trained: int = 0
+    last_round: int | None = None
+    last_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    results_sent: int = 0
+    results_refused: int = 0
+    reason: str = ""
+
+    def describe(self) -> str:
+        parts = [f"{self.name}: {self.rounds_trained} round(s) trained"]
+        for task, metrics in sorted(self.last_metrics.items()):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+            parts.append(f"{task}: {shown}")
+        if self.reason:
+            parts.append(self.reason)
+        return "; ".join(parts)
+
+
+class Collaborator:
+    def __init__(self, name: str, port: AggregatorPort, runner: TaskRunner,
+                 settings: CollaboratorSettings) -> None:
+        self.name = name
+        self.port = port
+        self.runner = runner
+        self.settings = settings
+        self.summary = CollaboratorSummary(name)
+        self._model_round: int | None = None
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current call (used on shutdown and in tests)."""
+        self._stop.set()
+
+    def run(self) -> CollaboratorSummary:
+        """Work until the federation ends; raises OpenflLikeError when refused or mismatched."""
+        hello = self.port.handshake(self.settings.plan_digest, self.settings.fingerprint)
+        log.info("%s joined at round %d of %d", self.name, hello.round_number, hello.rounds_total)
+        if hello.done:
+            self.summary.reason = "federation already finished"
+            return self.summary
+        heartbeat = self._start_heartbeat()
+        try:
+            while not self._stop.is_set():
+                reply = self.port.get_tasks()
+                if reply.status is PollStatus.DONE:
+                    self.summary.reason = reply.reason or "federation finished"
+                    break
+                if reply.status is PollStatus.WORK:
+                    self._run_round(reply.round_number, reply.tasks)
+        finally:
+            self._stop.set()
+            if heartbeat is not None:
+                heartbeat.join(timeout=5)
+        log.info("%s done: %s", self.name, self.summary.describe())
+        return self.summary
+
+    def _start_heartbeat(self) -> threading.Thread | None:
+        interval = self.settings.heartbeat_seconds
+        if interval <= 0:
+            return None
+
+        def beat() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    if self.port.heartbeat().done:
+                        return
+                except OpenflLikeError as exc:
+                    log.warning("%s: heartbeat failed: %s", self.name, exc)
+
+        thread = threading.Thread(target=beat, name=f"{self.name}-heartbeat", daemon=True)
+        thread.start()
+        return thread
+
+    def _run_round(self, round_number: int, tasks: Sequence[TaskSpec]) -> None:
+        if self._model_round != round_number:
+            try:
+                weights = self.port.get_aggregated_tensors(round_number, [])
+            except NotFoundError as exc:
+                log.info("%s: round %d moved on (%s)", self.name, round_number, exc)
+                return
+            self.runner.set_weights(weights)
+            self._model_round = round_number
+        for task in tasks:
+            outcome = self._execute(task)
+            tensors: Mapping[str, np.ndarray] = (
+                self.runner.get_weights() if task.kind is TaskKind.TRAIN else {}
+            )
+            result = TaskResult(ResultKey(self.name, round_number, task.name),
+                                data_size=outcome.data_size, metrics=dict(outcome.metrics))
+            ack = self.port.send_local_task_results(result, tensors)
+            self.summary.last_round = round_number
+            if not ack.accepted:
+                self.summary.results_refused += 1
+                log.warning("%s: %s refused: %s", self.name, result.key, ack.message)
+                return
+            if not ack.duplicate:
+                self.summary.results_sent += 1
+            self.summary.last_metrics[task.name] = dict(outcome.metrics)
+            if task.kind is TaskKind.TRAIN:
+                self.summary.rounds_trained += 1
+                # The runner now holds the local model; the next round must fetch the global.
+                self._model_round = None
+
+    def _execute(self, task: TaskSpec) -> TaskOutcome:
+        batch = int(task.params.get("batch_size", self.settings.batch_size))
+        if task.kind is TaskKind.TRAIN:
+            epochs = int(task.params.get("epochs", self.settings.epochs))
+            return self.runner.train(epochs=epochs, batch_size=batch)
+        return self.runner.validate(batch_size=batch)

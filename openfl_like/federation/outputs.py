@@ -1,0 +1,163 @@
+"""What a federation leaves behind: models (.npz), metrics (CSV, JSON, TensorBoard), a plot.
+
+All of it is derived from the aggregator's persisted history, so it is rewritten whole (not
+appended) and needs no fsync: after a crash the resumed aggregator writes it again. TensorBoard
+events are written with tensorboard's own event writer and protos, without TensorFlow; when
+tensorboard is not installed only CSV/JSON are written (``tensorboard_available`` says which).
+matplotlib is imported lazily with the Agg backend, only when the plot is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openfl_like.core.fsutil import atomic_open
+from openfl_like.core.logging import get_logger
+
+log = get_logger(__name__)
+
+METRICS_CSV = "metrics.csv"
+METRICS_JSON = "metrics.json"
+PLOT_PNG = "metrics.png"
+FINAL_NPZ = "final_model.npz"
+BEST_NPZ = "best_model.npz"
+TASK_ORDER = ("aggregated_model_validation", "train", "locally_tuned_model_validation")
+
+
+def _replace(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def flatten_round(record: Mapping[str, Any]) -> dict[str, float | int | str]:
+    """One CSV row: round, how it closed, and '<task>/<metric>' columns."""
+    row: dict[str, float | int | str] = {
+        "round": record["round"],
+        "kind": record.get("kind", ""),
+        "closed_by": record.get("closed_by", ""),
+        "collaborators": len(record.get("collaborators", [])),
+        "duration_seconds": round(float(record.get("duration_seconds", 0.0)), 6),
+    }
+    for task in TASK_ORDER:
+        for metric, value in sorted(record.get("metrics", {}).get(task, {}).items()):
+            row[f"{task}/{metric}"] = value
+    return row
+
+
+def metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
+    rows = [flatten_round(r) for r in history]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def save_npz(path: Path, weights: Mapping[str, np.ndarray]) -> None:
+    """Atomic .npz of a model (names kept; no pickle: object arrays are refused)."""
+    with atomic_open(path) as handle:
+        np.savez(handle, **{name: np.asarray(a) for name, a in weights.items()})
+
+
+class _TensorBoard:
+    def __init__(self, folder: Path) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
+        self._writer = EventFileWriter(str(folder))
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        summary = self._summary_pb2.Summary(value=[
+            self._summary_pb2.Summary.Value(tag=tag, simple_value=float(v))
+            for tag, v in values.items()
+        ])
+        self._writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=step,
+                                                     summary=summary))
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class OutputWriter:
+    """Writes the outputs folder as rounds close and when the federation ends."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, tensorboard: bool = True,
+                 plot: bool = True) -> None:
+        self.folder = Path(folder)
+        self.plot = plot
+        self._tb: _TensorBoard | None = None
+        self.tensorboard_available = False
+        if tensorboard:
+            try:
+                self._tb = _TensorBoard(self.folder / "tensorboard")
+                self.tensorboard_available = True
+            except ImportError:
+                log.warning("tensorboard is not installed: writing metrics as CSV and JSON only")
+
+    def round_closed(self, record: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
+                     ) -> None:
+        _replace(self.folder / METRICS_CSV, metrics_csv(history).encode())
+        _replace(self.folder / METRICS_JSON, json.dumps(list(history), indent=1).encode())
+        if self._tb is not None:
+            row = flatten_round(record)
+            self._tb.scalars(int(record["round"]), {
+                k: float(v) for k, v in row.items() if "/" in k and isinstance(v, (int, float))
+            })
+
+    def finish(self, final: Mapping[str, np.ndarray], best: Mapping[str, np.ndarray],
+               history: Sequence[Mapping[str, Any]]) -> None:
+        save_npz(self.folder / FINAL_NPZ, final)
+        save_npz(self.folder / BEST_NPZ, best)
+        if self.plot and history:
+            write_plot(self.folder / PLOT_PNG, history)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def write_plot(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
+    """PNG with accuracy and loss per round, one line per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    try:
+        for axis, metric in zip(axes, ("accuracy", "loss"), strict=True):
+            for task in TASK_ORDER:
+                points = [(r["round"], r["metrics"][task][metric]) for r in history
+                          if metric in r.get("metrics", {}).get(task, {})]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    axis.plot(xs, ys, marker="o", label=task.replace("_", " "))
+            axis.set_xlabel("round")
+            axis.set_title(metric)
+            axis.grid(alpha=0.3)
+            if axis.has_data():
+                axis.legend(fontsize="small")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    _replace(path, buffer.getvalue())

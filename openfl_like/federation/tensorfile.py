@@ -1,0 +1,175 @@
+"""A flat on-disk tensor container: raw bytes back to back plus a JSON manifest beside them.
+
+Why not ``.npz``: a zip cannot be appended to tensor by tensor while a stream arrives, and its
+members cannot be read in blocks without inflating each one whole. Here a writer streams each
+array's buffer straight to disk (no copy for contiguous arrays), and a reader fetches any block
+of any tensor with one ``readinto`` into a buffer the caller reuses, so aggregating N updates
+costs a few block buffers of memory, not N models. The manifest is written (atomically) only
+after the data is fsynced: a file without its manifest is an interrupted write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+
+from openfl_like.core.errors import FederationError
+from openfl_like.core.fsutil import atomic_write
+
+_ALIGN = 64
+MANIFEST_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+
+def manifest_path(path: Path) -> Path:
+    return path.with_name(path.name + MANIFEST_SUFFIX)
+
+
+class TensorFileWriter:
+    """Append arrays one by one; ``commit()`` fsyncs the data, then writes the manifest."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[bytes] | None = open(self.path, "wb")  # noqa: SIM115 - closed in commit
+        self._entries: dict[str, TensorEntry] = {}
+        self._offset = 0
+
+    def write(self, name: str, array: np.ndarray) -> None:
+        if self._handle is None:
+            raise FederationError(f"{self.path}: already committed")
+        if name in self._entries:
+            raise FederationError(f"{self.path}: tensor {name!r} written twice")
+        data = np.ascontiguousarray(array)
+        dtype = data.dtype.newbyteorder("<") if data.dtype.byteorder == ">" else data.dtype
+        data = data.astype(dtype, copy=False)
+        pad = (-self._offset) % _ALIGN
+        if pad:
+            self._handle.write(b"\0" * pad)
+            self._offset += pad
+        entry = TensorEntry(name, dtype, tuple(int(d) for d in data.shape), self._offset)
+        if data.nbytes:
+            self._handle.write(memoryview(data.reshape(-1)).cast("B"))
+        self._offset += data.nbytes
+        self._entries[name] = entry
+
+    @property
+    def entries(self) -> Mapping[str, TensorEntry]:
+        return self._entries
+
+    def commit(self) -> dict[str, TensorEntry]:
+        if self._handle is None:
+            raise FederationError(f"{self.path}: already committed")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self._handle = None
+        manifest = {
+            name: {"dtype": e.dtype.str, "shape": list(e.shape), "offset": e.offset}
+            for name, e in self._entries.items()
+        }
+        atomic_write(manifest_path(self.path), json.dumps(manifest, sort_keys=True))
+        return dict(self._entries)
+
+    def abort(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        remove_tensor_file(self.path)
+
+    def __enter__(self) -> TensorFileWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._handle is not None:
+            self.commit()
+
+
+def write_tensor_file(path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray]) -> None:
+    with TensorFileWriter(path) as writer:
+        for name in sorted(tensors):
+            writer.write(name, tensors[name])
+
+
+def remove_tensor_file(path: str | os.PathLike[str]) -> None:
+    target = Path(path)
+    for p in (manifest_path(target), target):
+        p.unlink(missing_ok=True)
+
+
+class TensorFileReader:
+    """Block reads of a committed tensor file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            raw = json.loads(manifest_path(self.path).read_text())
+            self.entries: dict[str, TensorEntry] = {
+                name: TensorEntry(name, np.dtype(v["dtype"]), tuple(v["shape"]), int(v["offset"]))
+                for name, v in raw.items()
+            }
+            self._handle: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FederationError(f"{self.path}: unreadable tensor file ({exc})") from None
+
+    def read_into(self, name: str, start: int, out: np.ndarray) -> np.ndarray:
+        """Fill ``out`` (1-D, the tensor's dtype) with elements ``start..start+len(out)``."""
+        entry = self.entries[name]
+        self._handle.seek(entry.offset + start * entry.dtype.itemsize)
+        view = memoryview(out).cast("B")
+        got = self._handle.readinto(view)
+        if got != len(view):
+            raise FederationError(f"{self.path}: tensor {name!r} is truncated")
+        return out
+
+    def read(self, name: str) -> np.ndarray:
+        entry = self.entries[name]
+        out = np.empty(entry.size, dtype=entry.dtype)
+        if entry.size:
+            self.read_into(name, 0, out)
+        return out.reshape(entry.shape)
+
+    def read_all(self) -> dict[str, np.ndarray]:
+        return {name: self.read(name) for name in self.entries}
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> TensorFileReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+
+def read_tensor_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    with TensorFileReader(path) as reader:
+        return reader.read_all()

@@ -1,0 +1,344 @@
+"""AggregatorGRPCClient: one persistent mutual-TLS channel, named methods, retries, streaming.
+
+Every call has a deadline. UNAVAILABLE and DEADLINE_EXCEEDED (a dropped connection, a restarting
+aggregator) are retried by ``RetryPolicy``: exponential backoff with full jitter, bounded by a
+total deadline, after which one ``ConnectionFailedError`` says what failed (DNS, TCP connect,
+TLS handshake and which check, or no answer in time). Authorisation, plan mismatch and malformed
+requests are raised at once as the matching ``core.errors`` exception, never retried.
+
+Uploads replay from the start on retry: ``send_local_task_results`` takes a mapping of arrays or a
+factory returning a fresh iterable, never a one-shot iterator; the result's idempotency key
+(collaborator, round, task) lets the aggregator recognise a repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+
+from openfl_like.core.errors import ConnectionFailedError, ProtocolError
+from openfl_like.core.logging import get_logger
+from openfl_like.core.messages import (
+    AGGREGATED_TAG,
+    HandshakeReply,
+    HeartbeatReply,
+    NamedTensor,
+    ResultAck,
+    TaskResult,
+    TasksReply,
+)
+from openfl_like.protocol import aggregator_pb2 as pb
+from openfl_like.protocol import base_pb2, convert
+from openfl_like.protocol.chunking import TensorJoiner, split_tensors
+from openfl_like.protocol.service import AGGREGATOR_RPCS, Rpc
+from openfl_like.protocol.wire import Frame
+from openfl_like.transport.credentials import TlsFiles, channel_credentials
+from openfl_like.transport.retry import RetryExhausted, RetryPolicy
+from openfl_like.transport.server import INSECURE_WARNING
+from openfl_like.transport.settings import TransportSettings
+from openfl_like.transport.status import RETRYABLE_CODES, error_from_rpc
+
+T = TypeVar("T")
+_log = get_logger(__name__)
+
+TensorSource = Mapping[str, np.ndarray] | Callable[[], Iterable[NamedTensor]]
+
+
+def channel_options(settings: TransportSettings) -> list[tuple[str, int | str]]:
+    keepalive, retry = settings.keepalive, settings.retry
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_receive_message_length", settings.max_receive_bytes),
+        ("grpc.max_send_message_length", settings.max_receive_bytes),
+        ("grpc.keepalive_time_ms", int(keepalive.time_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", int(keepalive.timeout_seconds * 1000)),
+        ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", 0),
+        # reconnect quickly after a server restart; our RetryPolicy bounds the total time
+        ("grpc.initial_reconnect_backoff_ms", int(retry.initial_backoff_seconds * 1000)),
+        ("grpc.min_reconnect_backoff_ms", int(retry.initial_backoff_seconds * 1000)),
+        ("grpc.max_reconnect_backoff_ms", int(retry.max_backoff_seconds * 1000)),
+    ]
+    if settings.target_name_override:
+        options.append(("grpc.ssl_target_name_override", settings.target_name_override))
+    return options
+
+
+def describe_failure(error: grpc.RpcError, target: str) -> str:
+    """What a connection failure was, in words, from grpc's status details."""
+    code = error.code() if hasattr(error, "code") else None
+    details = (error.details() if hasattr(error, "details") else "") or ""
+    text = details.lower()
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer from the aggregator at {target} in time ({details})"
+    if "dns" in text or "name resolution" in text or "resolve" in text:
+        return f"DNS resolution of {target} failed ({details})"
+    if "connection refused" in text:
+        return f"TCP connect to {target} refused: is the aggregator running? ({details})"
+    if "peer name" in text or "hostname" in text or "not in peer certificate" in text:
+        return (
+            f"TLS handshake with {target} failed: the server certificate does not name this "
+            f"host (SAN mismatch) ({details})"
+        )
+    if "certificate_verify_failed" in text or "certificate verify failed" in text:
+        return (
+            f"TLS handshake with {target} failed: the server certificate did not verify "
+            f"against our CA bundle (other CA, expired or wrong usage) ({details})"
+        )
+    if re.search(r"ssl|tls|handshake|alert|socket closed|connection reset", text):
+        return (
+            f"TLS handshake with {target} failed: the aggregator closed the connection, most "
+            f"likely refusing our client certificate (missing, from another CA, or expired) "
+            f"({details})"
+        )
+    return f"aggregator at {target} unavailable ({details or code})"
+
+
+class AggregatorGRPCClient:
+    """Talks to one aggregator as one collaborator; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        collaborator_name: str,
+        aggregator_name: str,
+        federation_uuid: str,
+        tls_files: TlsFiles | None,
+        settings: TransportSettings | None = None,
+        single_col_cert_common_name: str = "",
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings or TransportSettings()
+        if self.settings.tls and tls_files is None:
+            raise ConnectionFailedError("mutual TLS is on: the collaborator needs its certificate")
+        self.target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.collaborator_name = collaborator_name
+        self._tls_files = tls_files if self.settings.tls else None
+        self._retry = retry or RetryPolicy.from_settings(self.settings.retry)
+        self._header = base_pb2.MessageHeader(
+            sender=collaborator_name,
+            receiver=aggregator_name,
+            federation_uuid=federation_uuid,
+            single_col_cert_common_name=single_col_cert_common_name,
+        )
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._calls: dict[str, Any] = {}
+
+    # -- channel lifecycle -----------------------------------------------------------------
+
+    def connect(self) -> AggregatorGRPCClient:
+        """Open the channel (idempotent). The TCP/TLS connection is made on the first call."""
+        with self._lock:
+            if self._channel is None:
+                self._channel = self._open_channel()
+                self._calls = {name: self._callable(self._channel, rpc)
+                               for name, rpc in AGGREGATOR_RPCS.items()}  # fmt: skip
+        return self
+
+    def disconnect(self) -> None:
+        with self._lock:
+            channel, self._channel, self._calls = self._channel, None, {}
+        if channel is not None:
+            channel.close()
+
+    def reconnect(self) -> None:
+        self.disconnect()
+        self.connect()
+
+    def __enter__(self) -> AggregatorGRPCClient:
+        return self.connect()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.disconnect()
+
+    def _open_channel(self) -> grpc.Channel:
+        options = channel_options(self.settings)
+        if self._tls_files is None:
+            _log.warning(INSECURE_WARNING)
+            return grpc.insecure_channel(self.target, options=options)
+        return grpc.secure_channel(self.target, channel_credentials(self._tls_files), options)
+
+    @staticmethod
+    def _callable(channel: grpc.Channel, rpc: Rpc) -> Any:
+        factory = getattr(channel, rpc.kind)
+        return factory(
+            rpc.path,
+            request_serializer=rpc.serialize_request,
+            response_deserializer=rpc.deserialize_response,
+        )
+
+    def _call(self, name: str) -> Any:
+        if self._channel is None:
+            self.connect()
+        return self._calls[name]
+
+    # -- retry -----------------------------------------------------------------------------
+
+    def _with_retry(self, what: str, operation: Callable[[], T]) -> T:
+        try:
+            return self._retry.call(operation, is_retryable=_is_retryable, describe=what)
+        except RetryExhausted as exhausted:
+            last = exhausted.last
+            reason = (
+                describe_failure(last, self.target)
+                if isinstance(last, grpc.RpcError)
+                else str(last)
+            )
+            raise ConnectionFailedError(
+                f"{what} failed after {exhausted.attempts} attempts in "
+                f"{exhausted.elapsed:.0f}s: {reason}"
+            ) from None
+        except grpc.RpcError as error:
+            raise error_from_rpc(error, what=what) from None
+
+    # -- RPCs ------------------------------------------------------------------------------
+
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
+        request = pb.HandshakeRequest(
+            header=self._header, plan_digest=plan_digest, plan_fingerprint=dict(fingerprint)
+        )
+        response = self._with_retry(
+            "handshake",
+            lambda: self._call("Handshake")(request, timeout=self.settings.rpc_timeout_seconds),
+        )
+        return convert.handshake_from_pb(response)
+
+    def heartbeat(self) -> HeartbeatReply:
+        request = pb.HeartbeatRequest(header=self._header)
+        response = self._with_retry(
+            "heartbeat",
+            lambda: self._call("Heartbeat")(request, timeout=self.settings.rpc_timeout_seconds),
+        )
+        return convert.heartbeat_from_pb(response)
+
+    def get_tasks(self, wait_seconds: float | None = None) -> TasksReply:
+        """Long-poll for work: the aggregator holds the call up to ``wait_seconds``."""
+        wait = self.settings.long_poll_seconds if wait_seconds is None else wait_seconds
+        request = pb.GetTasksRequest(header=self._header, wait_seconds=wait)
+        # the deadline covers the server's bounded wait plus an ordinary call's time
+        timeout = wait + self.settings.rpc_timeout_seconds
+        response = self._with_retry(
+            "get tasks", lambda: self._call("GetTasks")(request, timeout=timeout)
+        )
+        return convert.tasks_reply_from_pb(response)
+
+    def get_aggregated_tensors(
+        self, round_number: int, names: Sequence[str], tags: Sequence[str] = (AGGREGATED_TAG,)
+    ) -> dict[str, NamedTensor]:
+        """Every requested global-model tensor, streamed in one call; retried as a whole."""
+        request = pb.GetAggregatedTensorsRequest(
+            header=self._header, round_number=round_number, tensor_names=list(names),
+            tags=list(tags),
+        )  # fmt: skip
+        return self._with_retry(
+            "get aggregated tensors", lambda: self._download(request)
+        )
+
+    def iter_aggregated_tensors(
+        self, round_number: int, names: Sequence[str], tags: Sequence[str] = (AGGREGATED_TAG,)
+    ) -> Iterator[NamedTensor]:
+        """Like :meth:`get_aggregated_tensors`, one tensor at a time and without retry."""
+        request = pb.GetAggregatedTensorsRequest(
+            header=self._header, round_number=round_number, tensor_names=list(names),
+            tags=list(tags),
+        )  # fmt: skip
+        try:
+            yield from self._stream_download(request)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error, what="get aggregated tensors") from None
+
+    def _download(self, request: pb.GetAggregatedTensorsRequest) -> dict[str, NamedTensor]:
+        return {tensor.name: tensor for tensor in self._stream_download(request)}
+
+    def _stream_download(self, request: pb.GetAggregatedTensorsRequest) -> Iterator[NamedTensor]:
+        joiner = TensorJoiner(
+            max_tensor_bytes=self.settings.max_tensor_bytes,
+            max_total_bytes=self.settings.max_model_bytes,
+        )
+        call = self._call("GetAggregatedTensors")(
+            request, timeout=self.settings.stream_timeout_seconds
+        )
+        try:
+            for frame in call:
+                if frame.error:
+                    raise ProtocolError(f"from the aggregator: {frame.error}")
+                if frame.chunk is not None:
+                    tensor = joiner.feed(frame.chunk)
+                    if tensor is not None:
+                        yield tensor
+            joiner.finish()
+        finally:
+            call.cancel()  # no-op when complete; frees the stream when we stop early
+
+    def send_local_task_results(self, result: TaskResult, tensors: TensorSource) -> ResultAck:
+        """Upload one result: metadata first, then every tensor in chunks. Retried from the start.
+
+        ``tensors`` is a mapping name -> array, or a callable returning a fresh iterable of
+        NamedTensor on each call (so a retry replays the whole upload).
+        """
+        if isinstance(tensors, Iterator):
+            raise TypeError("pass a mapping or a callable returning tensors, not an iterator")
+        source = _tensor_factory(result, tensors)
+        first = Frame(header=self._header, result=convert.result_to_pb(result))
+
+        def frames() -> Iterator[Frame]:
+            yield first
+            for chunk in split_tensors(source(), self.settings.chunk_size):
+                yield Frame(chunk=chunk)
+
+        response = self._with_retry(
+            "send local task results",
+            lambda: self._call("SendLocalTaskResults")(
+                frames(), timeout=self.settings.stream_timeout_seconds
+            ),
+        )
+        return convert.ack_from_pb(response)
+
+    def get_status(self) -> Mapping[str, object]:
+        """The aggregator's status snapshot (what `fx aggregator status` prints)."""
+        request = pb.GetStatusRequest(header=self._header)
+        response = self._with_retry(
+            "get status",
+            lambda: self._call("GetStatus")(request, timeout=self.settings.rpc_timeout_seconds),
+        )
+        try:
+            status: Mapping[str, object] = json.loads(response.status_json)
+        except ValueError as exc:
+            raise ProtocolError(f"aggregator status is not JSON: {exc}") from None
+        return status
+
+
+def _is_retryable(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() in RETRYABLE_CODES  # type: ignore[attr-defined]
+
+
+def _tensor_factory(
+    result: TaskResult, tensors: TensorSource
+) -> Callable[[], Iterable[NamedTensor]]:
+    if isinstance(tensors, Mapping):
+        mapping = tensors
+        round_number = result.key.round_number
+
+        def from_mapping() -> Iterator[NamedTensor]:
+            for name, array in mapping.items():
+                yield NamedTensor(name, np.asarray(array), round_number)
+
+        return from_mapping
+    if callable(tensors):
+        return tensors
+    raise TypeError(f"tensors must be a mapping or a callable, got {type(tensors).__name__}")
+
+
+__all__ = ["AggregatorGRPCClient", "TensorSource", "describe_failure"]

@@ -1,0 +1,153 @@
+"""Who is calling: the TLS peer certificate checked against the request header, per call.
+
+Checks run in this order, before any payload is read, and the first failure wins:
+
+1. a peer certificate is present (UNAUTHENTICATED), not revoked by the store's CRL
+   (UNAUTHENTICATED; the CRL is re-read when the file changes, so a revocation takes effect at
+   the next call), inside its validity period (UNAUTHENTICATED; a long-lived connection outlives
+   the handshake's check), and of the expected role (PERMISSION_DENIED);
+2. ``header.sender`` equals the certificate CN (UNAUTHENTICATED); in single-certificate
+   simulation mode the CN and ``header.single_col_cert_common_name`` must both equal the
+   configured shared name instead;
+3. the sender is an authorised participant of the plan (PERMISSION_DENIED);
+4. ``header.receiver`` is this server (PERMISSION_DENIED);
+5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch).
+
+Chain verification itself happens in the TLS handshake (``require_client_auth=True`` against
+our CA bundle); grpc cannot load CRLs from Python, hence the per-call revocation check here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import grpc
+from cryptography import x509
+
+from openfl_like.core.errors import (
+    AuthError,
+    OpenflLikeError,
+    PermissionDeniedError,
+    PlanMismatchError,
+)
+from openfl_like.core.ids import Role
+from openfl_like.pki import RevocationChecker, participant_name, participant_role
+from openfl_like.protocol import base_pb2
+
+
+def peer_certificate_pem(context: grpc.ServicerContext) -> bytes | None:
+    """The client's PEM certificate from the TLS auth context, or None (no TLS / no cert)."""
+    values = context.auth_context().get("x509_pem_cert") or []
+    return values[0] if values else None
+
+
+class _CertCache:
+    """Parsed peer certificates by PEM: parsing costs more than all the checks together."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, x509.Certificate] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, pem: bytes) -> x509.Certificate:
+        with self._lock:
+            cert = self._items.get(pem)
+            if cert is not None:
+                self._items.move_to_end(pem)
+                return cert
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise AuthError("peer certificate cannot be parsed") from None
+        with self._lock:
+            self._items[pem] = cert
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return cert
+
+
+@dataclass
+class HeaderChecker:
+    """Applies the checks of the module docstring; returns the authenticated participant name."""
+
+    server_name: str
+    federation_uuid: str
+    is_authorized: Callable[[str], bool]
+    revocation: RevocationChecker | None
+    tls: bool = True
+    role: Role = Role.COLLABORATOR
+    single_col_cert_common_name: str = ""
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+    def __post_init__(self) -> None:
+        self._certs = _CertCache()
+
+    def check(self, context: grpc.ServicerContext, header: base_pb2.MessageHeader) -> str:
+        sender = header.sender
+        if self.tls:
+            common_name = self._check_certificate(context)
+            if self.single_col_cert_common_name:
+                shared = self.single_col_cert_common_name
+                if common_name != shared or header.single_col_cert_common_name != shared:
+                    raise AuthError(
+                        f"single-certificate mode: certificate {common_name!r} and header "
+                        f"{header.single_col_cert_common_name!r} must both be {shared!r}"
+                    )
+            elif sender != common_name:
+                raise AuthError(
+                    f"header sender {sender!r} does not match the certificate's name "
+                    f"{common_name!r}"
+                )
+        if not sender:
+            raise AuthError("request header has no sender")
+        if not self.is_authorized(sender):
+            raise PermissionDeniedError(f"{sender!r} is not an authorised {self.role} of this plan")
+        if header.receiver != self.server_name:
+            raise PermissionDeniedError(
+                f"request is addressed to {header.receiver!r}, this is {self.server_name!r}"
+            )
+        if header.federation_uuid != self.federation_uuid:
+            raise PlanMismatchError(
+                f"federation {header.federation_uuid!r} is not this server's "
+                f"{self.federation_uuid!r}"
+            )
+        return sender
+
+    def _check_certificate(self, context: grpc.ServicerContext) -> str:
+        pem = peer_certificate_pem(context)
+        if pem is None:
+            raise AuthError("no client certificate presented")
+        cert = self._certs.load(pem)
+        if self.revocation is not None:
+            try:
+                revoked = self.revocation.is_revoked(cert)
+            except OpenflLikeError as exc:  # fail closed: an unreadable CRL lets nobody in
+                raise AuthError(f"cannot check revocation: {exc.message}") from None
+            if revoked:
+                raise AuthError(f"certificate of {_cn_or_serial(cert)} is revoked")
+        moment = self.now()
+        if not cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc:
+            raise AuthError(
+                f"certificate of {_cn_or_serial(cert)} is outside its validity period "
+                f"({cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
+                f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+            )
+        try:
+            name = participant_name(cert)
+            role = participant_role(cert)
+        except OpenflLikeError as exc:
+            raise AuthError(f"peer certificate: {exc.message}") from None
+        if role != self.role:
+            raise PermissionDeniedError(f"certificate of {name!r} has role {role}, not {self.role}")
+        return name
+
+
+def _cn_or_serial(cert: x509.Certificate) -> str:
+    try:
+        return repr(participant_name(cert))
+    except OpenflLikeError:
+        return f"serial {cert.serial_number:x}"

@@ -1,0 +1,238 @@
+"""Transport settings: the plan's ``network`` section, with environment overrides for operators.
+
+``TransportSettings.from_mapping(plan["network"])`` reads the section (nested ``keepalive:`` and
+``retry:`` blocks or the flat keys below); ``.with_env()`` (applied by ``from_mapping`` unless
+``env=None``) lets operators override without editing the plan. Sizes accept integers or
+``"4MiB"``/``"64MB"``/``"1GiB"``; booleans accept true/false/1/0/yes/no/on/off.
+
+=================================  ================================  =========================
+environment variable               setting                           default
+=================================  ================================  =========================
+``FX_TLS``                         ``tls``                           true (mutual TLS)
+``FX_CHUNK_SIZE``                  ``chunk_size``                    4 MiB
+``FX_MAX_MESSAGE_BYTES``           ``max_message_bytes``             chunk_size + 1 MiB
+``FX_MAX_TENSOR_BYTES``            ``max_tensor_bytes``              0 (no limit)
+``FX_MAX_MODEL_BYTES``             ``max_model_bytes``               0 (no limit)
+``FX_KEEPALIVE_SECONDS``           ``keepalive.time_seconds``        30
+``FX_KEEPALIVE_TIMEOUT_SECONDS``   ``keepalive.timeout_seconds``     10
+``FX_KEEPALIVE_WITHOUT_CALLS``     ``keepalive.permit_without_calls`` true
+``FX_RPC_TIMEOUT``                 ``rpc_timeout_seconds``           30 (unary calls)
+``FX_STREAM_TIMEOUT``              ``stream_timeout_seconds``        3600 (tensor streams)
+``FX_LONG_POLL_SECONDS``           ``long_poll_seconds``             30
+``FX_SERVER_WORKERS``              ``server_workers``                256
+``FX_RETRY_INITIAL_SECONDS``       ``retry.initial_backoff_seconds`` 0.5
+``FX_RETRY_MAX_SECONDS``           ``retry.max_backoff_seconds``     10
+``FX_RETRY_MULTIPLIER``            ``retry.multiplier``              2
+``FX_RETRY_TOTAL_SECONDS``         ``retry.total_seconds``           300
+``FX_TLS_TARGET_NAME_OVERRIDE``    ``target_name_override``          "" (verify the real host)
+=================================  ================================  =========================
+
+Turning TLS off (``tls: false`` / ``FX_TLS=0``) is for local experiments only: the server then
+cannot prove who calls and trusts the header's sender; servers and clients log a warning saying
+so on every start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from openfl_like.core.errors import ConfigError
+
+MIB = 1024 * 1024
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KeepaliveSettings:
+    """HTTP/2 pings that keep NAT/firewall state alive and detect a dead peer."""
+
+    time_seconds: float = 30.0
+    timeout_seconds: float = 10.0
+    permit_without_calls: bool = True
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Exponential backoff with full jitter, capped per wait, bounded by a total deadline."""
+
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 10.0
+    multiplier: float = 2.0
+    total_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    tls: bool = True
+    chunk_size: int = 4 * MIB
+    max_message_bytes: int = 0  # 0: chunk_size + 1 MiB (room for headers)
+    max_tensor_bytes: int = 0  # 0: no limit
+    max_model_bytes: int = 0  # 0: no limit (per stream)
+    rpc_timeout_seconds: float = 30.0
+    stream_timeout_seconds: float = 3600.0
+    long_poll_seconds: float = 30.0
+    server_workers: int = 256
+    target_name_override: str = ""
+    keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+
+    def __post_init__(self) -> None:
+        if self.chunk_size <= 0:
+            raise ConfigError(f"network.chunk_size: must be > 0, got {self.chunk_size}")
+        if self.max_message_bytes == 0:
+            object.__setattr__(self, "max_message_bytes", self.chunk_size + MIB)
+        if self.max_message_bytes <= self.chunk_size:
+            raise ConfigError(
+                f"network.max_message_bytes ({self.max_message_bytes}) must exceed "
+                f"chunk_size ({self.chunk_size})"
+            )
+        for name in ("rpc_timeout_seconds", "stream_timeout_seconds", "long_poll_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"network.{name}: must be > 0")
+        if self.server_workers < 1:
+            raise ConfigError("network.server_workers: must be >= 1")
+        if self.retry.initial_backoff_seconds <= 0 or self.retry.multiplier < 1:
+            raise ConfigError("network.retry: initial_backoff_seconds > 0 and multiplier >= 1")
+
+    @classmethod
+    def from_mapping(
+        cls, section: Mapping[str, Any] | None, *, env: Mapping[str, str] | None = os.environ
+    ) -> TransportSettings:
+        """Build from the plan's ``network`` section; unknown keys are an error naming them.
+
+        Address keys (``agg_addr``, ``agg_port``, ``host``, ``port``, ``address``) belong to the
+        caller and are ignored here. ``use_tls`` is accepted as an alias of ``tls``.
+        """
+        data = dict(section or {})
+        for key in _ADDRESS_KEYS:
+            data.pop(key, None)
+        if "use_tls" in data:
+            data["tls"] = data.pop("use_tls")
+        nested = {"keepalive": KeepaliveSettings, "retry": RetrySettings}
+        kwargs: dict[str, Any] = {}
+        for name, sub_cls in nested.items():
+            sub = data.pop(name, None) or {}
+            if not isinstance(sub, Mapping):
+                raise ConfigError(f"network.{name}: expected a mapping")
+            kwargs[name] = _build(sub_cls, sub, f"network.{name}")
+        kwargs.update(_convert_all(cls, data, "network"))
+        settings = cls(**kwargs)
+        return settings.with_env(env) if env is not None else settings
+
+    def with_env(self, env: Mapping[str, str] = os.environ) -> TransportSettings:
+        """These settings with any ``FX_*`` overrides from ``env`` applied."""
+        top: dict[str, Any] = {}
+        subs: dict[str, dict[str, Any]] = {"keepalive": {}, "retry": {}}
+        for var, path in ENV_VARS.items():
+            if var not in env:
+                continue
+            owner, _, name = path.rpartition(".")
+            target_cls = {"": TransportSettings, "keepalive": KeepaliveSettings,
+                          "retry": RetrySettings}[owner]  # fmt: skip
+            value = _convert(target_cls, name, env[var], var)
+            (subs[owner] if owner else top)[name] = value
+        if not top and not any(subs.values()):
+            return self
+        if "chunk_size" in top and "max_message_bytes" not in top:
+            top["max_message_bytes"] = 0  # re-derive from the new chunk size
+        return dataclasses.replace(
+            self,
+            keepalive=dataclasses.replace(self.keepalive, **subs["keepalive"]),
+            retry=dataclasses.replace(self.retry, **subs["retry"]),
+            **top,
+        )
+
+    @property
+    def max_receive_bytes(self) -> int:
+        """gRPC's per-message limit: just above one chunk, since everything large is streamed."""
+        return self.max_message_bytes
+
+
+ENV_VARS: dict[str, str] = {
+    "FX_TLS": "tls",
+    "FX_CHUNK_SIZE": "chunk_size",
+    "FX_MAX_MESSAGE_BYTES": "max_message_bytes",
+    "FX_MAX_TENSOR_BYTES": "max_tensor_bytes",
+    "FX_MAX_MODEL_BYTES": "max_model_bytes",
+    "FX_KEEPALIVE_SECONDS": "keepalive.time_seconds",
+    "FX_KEEPALIVE_TIMEOUT_SECONDS": "keepalive.timeout_seconds",
+    "FX_KEEPALIVE_WITHOUT_CALLS": "keepalive.permit_without_calls",
+    "FX_RPC_TIMEOUT": "rpc_timeout_seconds",
+    "FX_STREAM_TIMEOUT": "stream_timeout_seconds",
+    "FX_LONG_POLL_SECONDS": "long_poll_seconds",
+    "FX_SERVER_WORKERS": "server_workers",
+    "FX_RETRY_INITIAL_SECONDS": "retry.initial_backoff_seconds",
+    "FX_RETRY_MAX_SECONDS": "retry.max_backoff_seconds",
+    "FX_RETRY_MULTIPLIER": "retry.multiplier",
+    "FX_RETRY_TOTAL_SECONDS": "retry.total_seconds",
+    "FX_TLS_TARGET_NAME_OVERRIDE": "target_name_override",
+}
+
+_ADDRESS_KEYS = ("agg_addr", "agg_port", "host", "port", "address")
+_SIZE_FIELDS = {"chunk_size", "max_message_bytes", "max_tensor_bytes", "max_model_bytes"}
+
+
+def parse_size(value: object, what: str) -> int:
+    """``4194304``, ``"4MiB"``, ``"64MB"`` -> bytes; ConfigError naming ``what`` otherwise."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: expected a size, got {value!r}")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ConfigError(f"{what}: expected a size such as 4194304 or '4MiB', got {value!r}")
+    unit = (match.group(2) or "").lower().rstrip("b")
+    return int(match.group(1)) * _UNITS[unit]
+
+
+def parse_bool(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{what}: expected true or false, got {value!r}")
+
+
+def _convert(cls: type, name: str, value: object, what: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kind = fields[name].type
+    if name in _SIZE_FIELDS:
+        return parse_size(value, what)
+    if kind in ("bool", bool):
+        return parse_bool(value, what)
+    try:
+        if kind in ("int", int):
+            if isinstance(value, bool):
+                raise ValueError
+            return int(str(value))
+        if kind in ("float", float):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(str(value))
+    except ValueError:
+        raise ConfigError(f"{what}: expected a number, got {value!r}") from None
+    return str(value)
+
+
+def _convert_all(cls: type, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(cls)} - {"keepalive", "retry"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    return {key: _convert(cls, key, value, f"{prefix}.{key}") for key, value in data.items()}
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    return cls(**_convert_all(cls, data, prefix))
