@@ -35,7 +35,7 @@ from openfl_like.federation.aggregator import Aggregator
 from openfl_like.federation.state import StateStore
 from openfl_like.pki import PkiStore
 from openfl_like.plan.schema import Plan
-from openfl_like.runners.registry import evaluate_weights, initial_weights
+from openfl_like.runners.registry import evaluate_weights, initial_weights, save_native_model
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import TlsFiles
 from openfl_like.transport.server import RunningServer
@@ -162,16 +162,11 @@ class RunningAggregator:
             metrics["test_samples"] = len(y_test)
             log.info("final model on the held-out test set: %s",
                      ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-        if plan.task_runner.name == "keras":
-            from openfl_like.runners.keras_runner import save_keras_model
-
-            builder = str(params.get("builder", "digits_cnn"))
-            allow = bool(params.get("allow_custom", False))
-            out = self.workspace.output_dir
-            save_keras_model(final, out / "final_model.keras", builder=builder,
-                             allow_custom=allow)
-            save_keras_model(self.aggregator.best_weights(), out / "best_model.keras",
-                             builder=builder, allow_custom=allow)
+        out = self.workspace.output_dir
+        name = plan.task_runner.name
+        if save_native_model(name, final, out / "final_model.keras", **params) is not None:
+            save_native_model(name, self.aggregator.best_weights(), out / "best_model.keras",
+                              **params)
         atomic_write(self.workspace.final_metrics_path, json.dumps(metrics, indent=1))
         return metrics
 

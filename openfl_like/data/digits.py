@@ -5,13 +5,17 @@ The data set ships inside scikit-learn (1797 images, no download). Pixels 0..16 
 collaborator process computes the same partition and picks its own shard, and the aggregator
 recomputes the same held-out test set for the final evaluation.
 
-scikit-learn is imported inside the loader only: importing this module stays cheap.
+The samples are read from the file scikit-learn ships (without importing scikit-learn, which
+costs seconds); ``sklearn.datasets.load_digits`` is the fallback if that file moves.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -65,16 +69,44 @@ class DigitsSplit:
 @functools.lru_cache(maxsize=1)
 def _load_arrays() -> tuple[np.ndarray, np.ndarray]:
     """All 1797 samples as read-only (float32 features in [0, 1], int64 labels)."""
+    raw = _read_bundled_csv()
+    if raw is None:
+        raw = _load_with_sklearn()
+    x, y = raw
+    features = (np.asarray(x, dtype=np.float32) / np.float32(16.0)).astype(np.float32)
+    labels = np.asarray(y, dtype=np.int64)
+    return _readonly(features), _readonly(labels)
+
+
+def _read_bundled_csv() -> tuple[np.ndarray, np.ndarray] | None:
+    """Read scikit-learn's ``datasets/data/digits.csv.gz`` without importing scikit-learn.
+
+    Importing sklearn (and the scipy it pulls in) costs seconds of CPU in every collaborator
+    process; the file it would read is 60 kB. None when the file is not where it used to be.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
     try:
-        from sklearn.datasets import load_digits  # noqa: PLC0415 - keep module import cheap
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+        rows = gzip.decompress(path.read_bytes()).decode("ascii").split()
+        table = np.array(",".join(rows).split(","), dtype=np.float64).reshape(len(rows), -1)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if table.shape != (1797, 65):
+        return None
+    return table[:, :-1], table[:, -1]
+
+
+def _load_with_sklearn() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
         raise ConfigError(
             "the digits data set needs scikit-learn: pip install 'openfl_like[ml]'"
         ) from exc
     x, y = load_digits(return_X_y=True)
-    features = (np.asarray(x, dtype=np.float32) / np.float32(16.0)).astype(np.float32)
-    labels = np.asarray(y, dtype=np.int64)
-    return _readonly(features), _readonly(labels)
+    return np.asarray(x), np.asarray(y)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -168,7 +200,7 @@ def load_digits_federation(
 
 
 def load_digits_shard(index: int, num_shards: int, **kwargs: object) -> Shard:
-    """Shard ``index`` of ``load_digits_federation(num_shards, **kwargs)`` (a collaborator's view)."""
+    """Shard ``index`` of ``load_digits_federation(num_shards, **kwargs)``: one collaborator's."""
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < num_shards:
         raise ConfigError(f"shard index: must be in [0, {num_shards}), got {index!r}")
     return load_digits_federation(num_shards, **kwargs).shards[index]  # type: ignore[arg-type]

@@ -56,7 +56,7 @@ def stratified_split(
 
 
 def iid_partition(num_items: int, num_shards: int, rng: np.random.Generator) -> list[IntArray]:
-    """Shuffle ``range(num_items)`` and cut it into ``num_shards`` parts whose sizes differ by <= 1."""
+    """Shuffle ``range(num_items)`` and cut ``num_shards`` parts whose sizes differ by <= 1."""
     check_shard_count(num_items, num_shards, min_size=1)
     perm = rng.permutation(num_items).astype(np.int64)
     return [np.sort(part) for part in np.array_split(perm, num_shards)]

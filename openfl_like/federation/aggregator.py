@@ -181,7 +181,7 @@ class Aggregator:
             self._algorithm.load_state(
                 read_tensor_file(self._store.model_path(state.optimizer_file))
             )
-        self._store.collect_garbage(state)
+        self._store.collect_garbage(state, staging=True)
         log.info("resuming federation %s at round %d with %d result(s) already in",
                  self.plan.federation.name, state.round_number, len(state.results))
         return state
@@ -320,7 +320,7 @@ class Aggregator:
         self._store.save(state)
         for name in staged:
             self._store.remove_staged(name)
-        self._store.collect_garbage(state)
+        self._store.collect_garbage(state, staging=False)
         self._open_keys = set()
         self._round_started = self._clock()
         log.info("round %d closed (%s) with %d collaborator(s)%s", r, verdict.value,

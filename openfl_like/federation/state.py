@@ -198,13 +198,18 @@ class StateStore:
             if match and int(match.group(1)) != state.round_number:
                 path.unlink(missing_ok=True)
 
-    def collect_garbage(self, state: AggregatorState) -> None:
-        """Remove model and staging files that no part of ``state`` refers to."""
+    def collect_garbage(self, state: AggregatorState, *, staging: bool) -> None:
+        """Remove model (and, when ``staging``, staged) files that ``state`` does not refer to.
+
+        Staging is only swept at start-up: while serving, uploads in flight own files that no
+        journal line names yet.
+        """
         keep_models = set(state.model_files.values())
         if state.optimizer_file:
             keep_models.add(state.optimizer_file)
         keep_staged = {r.staged for r in state.results if r.staged}
-        for folder, keep in ((self.models, keep_models), (self.staging, keep_staged)):
+        sweep = [(self.models, keep_models)] + ([(self.staging, keep_staged)] if staging else [])
+        for folder, keep in sweep:
             if not folder.is_dir():
                 continue
             for path in folder.iterdir():

@@ -62,7 +62,8 @@ class TensorFileWriter:
             raise FederationError(f"{self.path}: already committed")
         if name in self._entries:
             raise FederationError(f"{self.path}: tensor {name!r} written twice")
-        data = np.ascontiguousarray(array)
+        # (np.ascontiguousarray would turn a 0-d array into 1-d; keep the shape exactly.)
+        data = array if array.flags.c_contiguous else np.array(array, order="C")
         dtype = data.dtype.newbyteorder("<") if data.dtype.byteorder == ">" else data.dtype
         data = data.astype(dtype, copy=False)
         pad = (-self._offset) % _ALIGN

@@ -43,7 +43,9 @@ def checked_weights(expected: Mapping[str, np.ndarray], given: Mapping[str, np.n
     for name, ref in expected.items():
         arr = given[name]
         if not isinstance(arr, np.ndarray):
-            raise ProtocolError(f"weights[{name}]: expected a numpy array, got {type(arr).__name__}")
+            raise ProtocolError(
+                f"weights[{name}]: expected a numpy array, got {type(arr).__name__}"
+            )
         if arr.dtype != ref.dtype:
             raise ProtocolError(f"weights[{name}]: dtype {arr.dtype}, the model has {ref.dtype}")
         if arr.shape != ref.shape:

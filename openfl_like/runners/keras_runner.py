@@ -23,14 +23,14 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from openfl_like.core.errors import ConfigError, ProtocolError  # noqa: E402
-from openfl_like.core.logging import get_logger  # noqa: E402
-from openfl_like.runners.base import TaskOutcome, Weights  # noqa: E402
-from openfl_like.runners.common import (  # noqa: E402
+from openfl_like.core.errors import ConfigError, ProtocolError
+from openfl_like.core.logging import get_logger
+from openfl_like.runners.base import TaskOutcome, Weights
+from openfl_like.runners.common import (
     ShardLike,
     check_positive_int,
     check_xy,
@@ -95,7 +95,10 @@ def digits_mlp() -> keras.Model:
     )
 
 
-BUILDERS: dict[str, Callable[[], keras.Model]] = {"digits_cnn": digits_cnn, "digits_mlp": digits_mlp}
+BUILDERS: dict[str, Callable[[], keras.Model]] = {
+    "digits_cnn": digits_cnn,
+    "digits_mlp": digits_mlp,
+}
 
 
 def resolve_builder(name: str, *, allow_custom: bool = False) -> Callable[[], keras.Model]:
@@ -139,7 +142,9 @@ def build_model(builder: str = "digits_cnn", *, seed: int = 0, allow_custom: boo
     keras.utils.set_random_seed(int(seed))
     model = make()
     if not isinstance(model, keras.Model):
-        raise ConfigError(f"builder: {builder!r} returned {type(model).__name__}, not a keras.Model")
+        raise ConfigError(
+            f"builder: {builder!r} returned {type(model).__name__}, not a keras.Model"
+        )
     if model.inputs and tuple(model.inputs[0].shape[1:]) != (INPUT_DIM,):
         raise ConfigError(
             f"builder: {builder!r} takes input {tuple(model.inputs[0].shape[1:])}, "

@@ -79,9 +79,7 @@ def _glorot(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
 
-def _softmax_xent(
-    logits: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _softmax_xent(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(probabilities, per-sample loss, per-sample correctness)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
@@ -245,7 +243,9 @@ class _Optimizer:
         self.spec = spec
         self.lr = np.float32(spec.learning_rate)
         self.m = {k: np.zeros_like(v) for k, v in weights.items()}
-        self.v = {k: np.zeros_like(v) for k, v in weights.items()} if spec.optimizer == "adam" else {}
+        self.v = (
+            {k: np.zeros_like(v) for k, v in weights.items()} if spec.optimizer == "adam" else {}
+        )
         self.t = 0
 
     def step(self, weights: Weights, grads: Weights) -> None:
@@ -286,14 +286,16 @@ class NoopRunner:
         if not (np.isfinite(size_mib) and size_mib > 0):
             raise ConfigError(f"size_mib: must be > 0, got {size_mib}")
         total = max(num_tensors, int(size_mib * 2**20) // 4)  # float32 elements
-        sizes = [total // num_tensors + (1 if i < total % num_tensors else 0) for i in range(num_tensors)]
+        sizes = [
+            total // num_tensors + (1 if i < total % num_tensors else 0) for i in range(num_tensors)
+        ]
         self.seed = int(seed)
         self.delta = np.float32(delta)
         self.shard = shard
         if data_size is not None:
             self._data_size = check_positive_int("data_size", data_size)
         elif shard is not None:
-            self._data_size = int(len(shard.y_train))
+            self._data_size = len(shard.y_train)
         else:
             self._data_size = 1
         # A cheap deterministic pattern (no RNG: filling 256 MiB with random numbers costs seconds).
@@ -333,7 +335,7 @@ class NoopRunner:
         self, x: np.ndarray, y: np.ndarray, *, batch_size: int = _EVAL_BATCH
     ) -> TaskOutcome:
         check_positive_int("batch_size", batch_size)
-        return TaskOutcome(metrics={"loss": 0.0, "accuracy": 0.0}, data_size=int(len(y)))
+        return TaskOutcome(metrics={"loss": 0.0, "accuracy": 0.0}, data_size=len(y))
 
 
 def _readonly_view(arr: np.ndarray) -> np.ndarray:

@@ -7,7 +7,9 @@ Each class is imported on first use, so TensorFlow loads only in a process that 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,7 +73,9 @@ def _check_params(name: str, params: Mapping[str, object]) -> None:
         )
 
 
-def create_runner(name: str, shard: ShardLike | None, *, seed: int = 0, **params: Any) -> TaskRunner:
+def create_runner(
+    name: str, shard: ShardLike | None, *, seed: int = 0, **params: Any
+) -> TaskRunner:
     """A runner for one collaborator's shard (``shard=None``: model only, for evaluation)."""
     cls = runner_class(name)
     _check_params(name, params)
@@ -102,3 +106,15 @@ def evaluate_weights(
     runner = cls.from_weights(weights, **params)
     outcome = runner.evaluate_arrays(x, y, batch_size=batch_size)
     return {k: float(v) for k, v in outcome.metrics.items()}
+
+
+def save_native_model(
+    name: str, weights: Mapping[str, np.ndarray], path: str | os.PathLike[str], **params: Any
+) -> Path | None:
+    """Write ``weights`` in the runner's own model format (``.keras`` for Keras); None when the
+    runner has no format beyond the .npz every federation writes."""
+    cls = runner_class(name)
+    if not hasattr(cls, "save"):
+        return None
+    saved: Path = cls.from_weights(weights, **params).save(path)
+    return saved

@@ -77,7 +77,7 @@ def describe_failure(error: grpc.RpcError, target: str) -> str:
     text = details.lower()
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"no answer from the aggregator at {target} in time ({details})"
-    if "dns" in text or "name resolution" in text or "resolve" in text:
+    if "dns" in text or "resolv" in text or "name not found" in text:
         return f"DNS resolution of {target} failed ({details})"
     if "connection refused" in text:
         return f"TCP connect to {target} refused: is the aggregator running? ({details})"

@@ -16,8 +16,6 @@ from openfl_like.core.errors import (
     NotFoundError,
     PermissionDeniedError,
     PlanMismatchError,
-    ProtocolError,
-    ResourceLimitError,
 )
 from openfl_like.core.messages import NamedTensor, PollStatus, ResultKey, TaskResult
 from openfl_like.protocol import base_pb2
@@ -33,7 +31,8 @@ Code = grpc.StatusCode
 
 
 def result(collaborator: str = "col-a", round_number: int = 3, task: str = "train") -> TaskResult:
-    return TaskResult(ResultKey(collaborator, round_number, task), data_size=100, metrics={"loss": 0.5})
+    key = ResultKey(collaborator, round_number, task)
+    return TaskResult(key, data_size=100, metrics={"loss": 0.5})
 
 
 # -- good path ---------------------------------------------------------------------------------
@@ -129,7 +128,7 @@ def test_server_name_is_checked_against_sans(pki, server, make_client):
 
 
 def test_connection_refused_is_named(make_client):
-    with pytest.raises(ConnectionFailedError, match="TCP connect .* refused"):
+    with pytest.raises(ConnectionFailedError, match=r"TCP connect .* refused"):
         make_client("col-a", port=1).heartbeat()
 
 
@@ -383,3 +382,8 @@ def test_single_certificate_simulation_mode(pki, handler):
             assert client.send_local_task_results(result("col-b"), {"w": np.ones(3)}).accepted
     finally:
         handle.running.stop(0)
+
+
+def test_dns_failure_is_named(make_client):
+    with pytest.raises(ConnectionFailedError, match="DNS resolution"):
+        make_client("col-a", host="no-such-host.invalid").heartbeat()

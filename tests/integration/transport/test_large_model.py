@@ -33,7 +33,8 @@ def test_256_mib_model_both_ways(make_client, handler):
     down = time.perf_counter() - started
     started = time.perf_counter()
     ack = client.send_local_task_results(
-        TaskResult(ResultKey("col-a", 3, "train"), data_size=1), {k: t.array for k, t in got.items()}
+        TaskResult(ResultKey("col-a", 3, "train"), data_size=1),
+        {k: t.array for k, t in got.items()},
     )
     up = time.perf_counter() - started
 

@@ -25,7 +25,7 @@ def test_features_and_labels_have_the_documented_types_and_ranges() -> None:
     shard = split.shards[0]
     assert shard.x_train.dtype == np.float32 and shard.x_train.shape[1] == 64
     assert shard.y_train.dtype == np.int64
-    assert 0.0 <= split.x_test.min() and split.x_test.max() <= 1.0
+    assert split.x_test.min() >= 0.0 and split.x_test.max() <= 1.0
     assert set(np.unique(split.y_test)) == set(range(NUM_CLASSES))
     assert not shard.x_train.flags.writeable  # shards are shared, so nobody may edit them
 
@@ -118,3 +118,15 @@ def test_bad_arguments_raise_a_clear_config_error(kwargs: dict, message: str) ->
 def test_shard_index_out_of_range_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"shard index: must be in \[0, 3\)"):
         load_digits_shard(3, 3)
+
+
+def test_bundled_file_reader_matches_sklearn_load_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    from openfl_like.data import digits
+
+    x, y = digits._read_bundled_csv()  # type: ignore[misc]
+    ref_x, ref_y = load_digits(return_X_y=True)
+    assert np.array_equal(x, ref_x) and np.array_equal(y, ref_y)
+    fx, fy = digits._load_with_sklearn()
+    assert np.array_equal(fx, ref_x) and np.array_equal(fy, ref_y)

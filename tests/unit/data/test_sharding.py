@@ -56,7 +56,10 @@ def test_train_valid_split_keeps_both_parts_non_empty() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: sharding.iid_partition(10, 0, np.random.default_rng(0)), "num_shards: must be >= 1"),
+        (
+            lambda: sharding.iid_partition(10, 0, np.random.default_rng(0)),
+            "num_shards: must be >= 1",
+        ),
         (lambda: sharding.iid_partition(3, 4, np.random.default_rng(0)), "only 3 are available"),
         (
             lambda: sharding.dirichlet_partition(

@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 
 from openfl_like.federation.aggregation import (
-    CoordinateMedian,
     Contribution,
+    CoordinateMedian,
     FedAvg,
     FedOpt,
     TrimmedMean,
 )
 from openfl_like.federation.tensorfile import TensorFileReader, write_tensor_file
 from openfl_like.plan.schema import AggregationSettings
-
 
 _OPEN: list[TensorFileReader] = []
 

@@ -1,4 +1,4 @@
-"""Whole federations in one process: Aggregator + Collaborators in threads over an in-memory port."""
+"""Whole federations in one process: Aggregator and Collaborators in threads, in-memory port."""
 
 from __future__ import annotations
 
@@ -278,10 +278,10 @@ def test_resume_after_crash_gives_the_same_final_weights(tmp_path: Path) -> None
     run_federation(plan, reference)
     # Crashed run: round 0 done, round 1 half-delivered (results in a different order), then
     # the aggregator object is dropped without any shutdown and rebuilt from the state folder.
-    agg = _agg(tmp_path / "crash", plan)
+    crashed = _agg(tmp_path / "crash", plan)
     runners = {n: FakeRunner(i) for i, n in enumerate(plan.collaborators)}
 
-    def deliver(name: str, r: int, tasks: tuple[str, ...]) -> None:
+    def deliver(agg: Aggregator, name: str, r: int, tasks: tuple[str, ...]) -> None:
         runner = runners[name]
         runner.set_weights(InMemoryPort(agg, name).get_aggregated_tensors(r, []))
         for task in tasks:
@@ -293,11 +293,11 @@ def test_resume_after_crash_gives_the_same_final_weights(tmp_path: Path) -> None
 
     everything = ("aggregated_model_validation", "train", "locally_tuned_model_validation")
     for name in ("col3", "col1", "col2"):
-        deliver(name, 0, everything)
-    assert agg.round_number == 1
-    deliver("col2", 1, everything)
-    deliver("col3", 1, ("aggregated_model_validation", "train"))
-    del agg  # crash: nothing flushed, nothing closed
+        deliver(crashed, name, 0, everything)
+    assert crashed.round_number == 1
+    deliver(crashed, "col2", 1, everything)
+    deliver(crashed, "col3", 1, ("aggregated_model_validation", "train"))
+    del crashed  # crash: nothing flushed, nothing closed
     resumed = _agg(tmp_path / "crash", plan, initial_weights=None)
     assert resumed.round_number == 1
     assert resumed.status()["results_in"] == 5
@@ -374,7 +374,7 @@ def test_async_stale_update_is_down_weighted(tmp_path: Path) -> None:
                      cols=("col1", "col2"))
     agg = _agg(tmp_path, plan)
     w0 = initial_weights()
-    plus = {k: (v + 1).astype(v.dtype) for k, v in w0.items()}
+    plus = {k: np.asarray(v + 1, dtype=v.dtype) for k, v in w0.items()}
     agg.send_local_task_results(_train_result("col1", 0, 10), _stream(plus))  # closes v0 -> v1
     assert agg.round_number == 1
     # col2 trained on version 0: its delta (+1) is applied to version 1 (constant weight).

@@ -1,0 +1,86 @@
+"""HeaderChecker with a fake servicer context: each check, in order, with its error."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from openfl_like.core.errors import AuthError, PermissionDeniedError, PlanMismatchError
+from openfl_like.core.ids import Role
+from openfl_like.pki import CertificateAuthority, PkiStore, RevocationChecker
+from openfl_like.protocol import base_pb2
+from openfl_like.transport.identity import HeaderChecker
+
+
+class FakeContext:
+    def __init__(self, pem: bytes | None) -> None:
+        self._pem = pem
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_pem_cert": [self._pem]} if self._pem else {}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> PkiStore:
+    store = PkiStore(tmp_path_factory.mktemp("pki"))
+    ca = CertificateAuthority.init(store)
+    for name in ("col-a", "col-x"):
+        ca.certify(name, Role.COLLABORATOR)
+    ca.certify("env", Role.ENVOY)
+    return store
+
+
+def pem(store: PkiStore, name: str) -> bytes:
+    return Path(store.cert_path(name)).read_bytes()
+
+
+def checker(store: PkiStore, **kw) -> HeaderChecker:
+    args = dict(server_name="agg", federation_uuid="fed", is_authorized=lambda n: n == "col-a",
+                revocation=RevocationChecker(store.crl_path, store.signing_cert_path))  # fmt: skip
+    args.update(kw)
+    return HeaderChecker(**args)  # type: ignore[arg-type]
+
+
+def header(sender="col-a", receiver="agg", fed="fed", single="") -> base_pb2.MessageHeader:
+    return base_pb2.MessageHeader(sender=sender, receiver=receiver, federation_uuid=fed,
+                                  single_col_cert_common_name=single)  # fmt: skip
+
+
+def test_valid_call(store: PkiStore) -> None:
+    assert checker(store).check(FakeContext(pem(store, "col-a")), header()) == "col-a"
+
+
+@pytest.mark.parametrize(("cert", "hdr", "error", "match"), [
+    (None, header(), AuthError, "no client certificate"),
+    ("col-a", header(sender="col-x"), AuthError, "does not match"),
+    ("env", header(sender="env"), PermissionDeniedError, "role envoy"),
+    ("col-x", header(sender="col-x"), PermissionDeniedError, "not an authorised"),
+    ("col-a", header(receiver="other"), PermissionDeniedError, "addressed to"),
+    ("col-a", header(fed="other"), PlanMismatchError, "federation"),
+    # order: a wrong sender is reported before a wrong receiver or federation
+    ("col-a", header(sender="col-x", receiver="o", fed="o"), AuthError, "does not match"),
+])  # fmt: skip
+def test_refusals(store: PkiStore, cert, hdr, error, match) -> None:
+    context = FakeContext(pem(store, cert) if cert else None)
+    with pytest.raises(error, match=match):
+        checker(store).check(context, hdr)
+
+
+def test_certificate_outside_validity_is_refused_per_call(store: PkiStore) -> None:
+    later = lambda: datetime.now(timezone.utc) + timedelta(days=3650)  # noqa: E731
+    with pytest.raises(AuthError, match="validity"):
+        checker(store, now=later).check(FakeContext(pem(store, "col-a")), header())
+
+
+def test_single_certificate_mode(store: PkiStore) -> None:
+    shared = checker(store, single_col_cert_common_name="col-a", is_authorized=lambda n: True)
+    context = FakeContext(pem(store, "col-a"))
+    assert shared.check(context, header(sender="col-x", single="col-a")) == "col-x"
+    with pytest.raises(AuthError, match="single-certificate"):
+        shared.check(context, header(sender="col-x"))
+
+
+def test_without_tls_the_header_is_trusted(store: PkiStore) -> None:
+    assert checker(store, tls=False).check(FakeContext(None), header()) == "col-a"

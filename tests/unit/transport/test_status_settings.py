@@ -1,0 +1,107 @@
+"""Status mapping both ways, settings from a plan section and FX_* overrides, failure wording."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from openfl_like.core import errors
+from openfl_like.protocol import aggregator_pb2
+from openfl_like.protocol.service import AGGREGATOR_RPCS, STREAM_UNARY, UNARY_STREAM
+from openfl_like.transport import status
+from openfl_like.transport.aggregator_client import describe_failure
+from openfl_like.transport.settings import MIB, TransportSettings, parse_size
+
+Code = grpc.StatusCode
+
+MAPPING = [
+    (errors.AuthError, Code.UNAUTHENTICATED),
+    (errors.PermissionDeniedError, Code.PERMISSION_DENIED),
+    (errors.PlanMismatchError, Code.FAILED_PRECONDITION),
+    (errors.ProtocolError, Code.INVALID_ARGUMENT),
+    (errors.ResourceLimitError, Code.RESOURCE_EXHAUSTED),
+    (errors.NotFoundError, Code.NOT_FOUND),
+]
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+@pytest.mark.parametrize(("error_type", "code"), MAPPING)
+def test_errors_map_to_status_and_back(error_type: type[errors.OpenflLikeError], code) -> None:
+    assert status.status_for(error_type("why")) == (code, "why")
+    back = status.error_from_rpc(FakeRpcError(code, "why"), what="call")
+    assert type(back) is error_type and str(back) == "call: why"
+    assert back.status_code is code  # type: ignore[attr-defined]
+
+
+def test_other_errors() -> None:
+    assert status.status_for(errors.FederationError("over"))[0] is Code.FAILED_PRECONDITION
+    assert status.status_for(KeyError("secret")) == (Code.INTERNAL, status.INTERNAL_MESSAGE)
+    unavailable = status.error_from_rpc(FakeRpcError(Code.UNAVAILABLE, "down"))
+    assert isinstance(unavailable, errors.ConnectionFailedError)
+    assert Code.UNAUTHENTICATED in status.FATAL_CODES and Code.UNAVAILABLE in status.RETRYABLE_CODES
+
+
+@pytest.mark.parametrize(("details", "expected"), [
+    ("errors resolving x:1: Domain name not found", "DNS resolution"),
+    ("ipv4:127.0.0.1:1: Failed to connect to remote host: Connection refused", "TCP connect"),
+    ("Tls handshake failed: CERTIFICATE_VERIFY_FAILED: unable to get local issuer", "CA bundle"),
+    ("Custom verification check failed: Hostname Verification Check failed.", "SAN mismatch"),
+    ("ipv4:127.0.0.1:5: Socket closed", "client certificate"),
+])  # fmt: skip
+def test_connection_failures_are_described(details: str, expected: str) -> None:
+    assert expected in describe_failure(FakeRpcError(Code.UNAVAILABLE, details), "h:1")
+
+
+def test_settings_defaults_and_plan_section() -> None:
+    default = TransportSettings()
+    assert default.tls and default.chunk_size == 4 * MIB
+    assert default.max_message_bytes == 5 * MIB
+    plan = TransportSettings.from_mapping(
+        {"agg_addr": "x", "use_tls": True, "chunk_size": "8MiB", "keepalive": {"time_seconds": 5},
+         "retry": {"total_seconds": 20}},
+        env={},
+    )  # fmt: skip
+    assert plan.chunk_size == 8 * MIB and plan.max_message_bytes == 9 * MIB
+    assert plan.keepalive.time_seconds == 5 and plan.retry.total_seconds == 20
+
+
+def test_environment_overrides() -> None:
+    env = {"FX_CHUNK_SIZE": "1MiB", "FX_TLS": "off", "FX_RETRY_TOTAL_SECONDS": "7",
+           "FX_KEEPALIVE_SECONDS": "11", "FX_RPC_TIMEOUT": "3"}  # fmt: skip
+    settings = TransportSettings.from_mapping({"chunk_size": "8MiB"}, env=env)
+    assert settings.chunk_size == MIB and settings.max_message_bytes == 2 * MIB
+    assert settings.tls is False and settings.retry.total_seconds == 7
+    assert settings.keepalive.time_seconds == 11 and settings.rpc_timeout_seconds == 3
+
+
+@pytest.mark.parametrize("section", [
+    {"chunk_sise": 1}, {"chunk_size": "lots"}, {"tls": "maybe"}, {"chunk_size": 0},
+    {"chunk_size": 4 * MIB, "max_message_bytes": 4 * MIB}, {"keepalive": {"nope": 1}},
+])  # fmt: skip
+def test_invalid_settings_name_the_key(section: dict) -> None:
+    with pytest.raises(errors.ConfigError, match="network"):
+        TransportSettings.from_mapping(section, env={})
+
+
+def test_parse_size() -> None:
+    assert parse_size("64MB", "x") == 64_000_000 and parse_size("1GiB", "x") == 1 << 30
+
+
+def test_method_table_matches_the_proto_service() -> None:
+    service = aggregator_pb2.DESCRIPTOR.services_by_name["Aggregator"]
+    assert set(AGGREGATOR_RPCS) == {m.name for m in service.methods}
+    for method in service.methods:
+        rpc = AGGREGATOR_RPCS[method.name]
+        assert (rpc.kind == UNARY_STREAM) == method.server_streaming
+        assert (rpc.kind == STREAM_UNARY) == method.client_streaming
+        assert rpc.path == f"/{service.full_name}/{method.name}"
