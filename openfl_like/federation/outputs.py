@@ -2,8 +2,10 @@
 
 All of it is derived from the aggregator's persisted history, so it is rewritten whole (not
 appended) and needs no fsync: after a crash the resumed aggregator writes it again. TensorBoard
-events are written with tensorboard's own event writer and protos, without TensorFlow; when
-tensorboard is not installed only CSV/JSON are written (``tensorboard_available`` says which).
+events are written with tensorboard's record writer and protos into a plain file: its
+``EventFileWriter`` goes through ``tensorboard.compat.tf``, which imports TensorFlow when it is
+installed (seconds of start-up and hundreds of MB in the aggregator). When tensorboard is not
+installed only CSV/JSON are written (``tensorboard_available`` says which).
 matplotlib is imported lazily with the Agg backend, only when the plot is written.
 """
 
@@ -13,6 +15,7 @@ import csv
 import io
 import json
 import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -76,20 +79,24 @@ def save_npz(path: Path, weights: Mapping[str, np.ndarray]) -> None:
 class _TensorBoard:
     def __init__(self, folder: Path) -> None:
         from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
         folder.mkdir(parents=True, exist_ok=True)
         self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
-        self._writer = EventFileWriter(str(folder))
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        self._writer = RecordWriter(open(folder / name, "ab"))  # noqa: SIM115 - closed in close()
+        self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event: Any) -> None:
+        self._writer.write(event.SerializeToString())
+        self._writer.flush()
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         summary = self._summary_pb2.Summary(value=[
             self._summary_pb2.Summary.Value(tag=tag, simple_value=float(v))
             for tag, v in values.items()
         ])
-        self._writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=step,
-                                                     summary=summary))
-        self._writer.flush()
+        self._write(self._event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
     def close(self) -> None:
         self._writer.close()

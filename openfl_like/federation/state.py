@@ -199,7 +199,12 @@ class StateStore:
                 path.unlink(missing_ok=True)
 
     def collect_garbage(self, state: AggregatorState, *, staging: bool) -> None:
-        """Remove model (and, when ``staging``, staged) files that ``state`` does not refer to.
+        for path in self.garbage(state, staging=staging):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def garbage(self, state: AggregatorState, *, staging: bool) -> list[Path]:
+        """Model (and, when ``staging``, staged) files that ``state`` does not refer to.
 
         Staging is only swept at start-up: while serving, uploads in flight own files that no
         journal line names yet.
@@ -209,14 +214,16 @@ class StateStore:
             keep_models.add(state.optimizer_file)
         keep_staged = {r.staged for r in state.results if r.staged}
         sweep = [(self.models, keep_models)] + ([(self.staging, keep_staged)] if staging else [])
+        found: list[Path] = []
         for folder, keep in sweep:
-            if not folder.is_dir():
-                continue
-            for path in folder.iterdir():
-                base = path.name.removesuffix(MANIFEST_SUFFIX)
-                if base not in keep:
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
+            if folder.is_dir():
+                found.extend(p for p in folder.iterdir()
+                             if p.name.removesuffix(MANIFEST_SUFFIX) not in keep)
+        return found
+
+    def staged_paths(self, name: str) -> list[Path]:
+        path = self.staging / name
+        return [path.with_name(path.name + MANIFEST_SUFFIX), path]
 
     def remove_staged(self, name: str) -> None:
         remove_tensor_file(self.staging / name)

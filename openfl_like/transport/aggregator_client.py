@@ -4,7 +4,9 @@ Every call has a deadline. UNAVAILABLE and DEADLINE_EXCEEDED (a dropped connecti
 aggregator) are retried by ``RetryPolicy``: exponential backoff with full jitter, bounded by a
 total deadline, after which one ``ConnectionFailedError`` says what failed (DNS, TCP connect,
 TLS handshake and which check, or no answer in time). Authorisation, plan mismatch and malformed
-requests are raised at once as the matching ``core.errors`` exception, never retried.
+requests are raised at once as the matching ``core.errors`` exception, never retried. Every
+reply's header is checked (``identity.check_reply_header``): it must come from the aggregator we
+addressed, to us, in our federation; otherwise AuthError (ProtocolError when it has no header).
 
 Uploads replay from the start on retry: ``send_local_task_results`` takes a mapping of arrays or a
 factory returning a fresh iterable, never a one-shot iterator; the result's idempotency key
@@ -40,6 +42,7 @@ from openfl_like.protocol.chunking import TensorJoiner, split_tensors
 from openfl_like.protocol.service import AGGREGATOR_RPCS, Rpc
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, channel_credentials
+from openfl_like.transport.identity import check_reply_header
 from openfl_like.transport.retry import RetryExhausted, RetryPolicy
 from openfl_like.transport.server import INSECURE_WARNING
 from openfl_like.transport.settings import TransportSettings
@@ -203,6 +206,10 @@ class AggregatorGRPCClient:
         except grpc.RpcError as error:
             raise error_from_rpc(error, what=what) from None
 
+    def _check(self, response: Any, what: str) -> None:
+        header = response.header if response.HasField("header") else None
+        check_reply_header(header, self._header, what)
+
     # -- RPCs ------------------------------------------------------------------------------
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
@@ -213,6 +220,7 @@ class AggregatorGRPCClient:
             "handshake",
             lambda: self._call("Handshake")(request, timeout=self.settings.rpc_timeout_seconds),
         )
+        self._check(response, "handshake")
         return convert.handshake_from_pb(response)
 
     def heartbeat(self) -> HeartbeatReply:
@@ -221,6 +229,7 @@ class AggregatorGRPCClient:
             "heartbeat",
             lambda: self._call("Heartbeat")(request, timeout=self.settings.rpc_timeout_seconds),
         )
+        self._check(response, "heartbeat")
         return convert.heartbeat_from_pb(response)
 
     def get_tasks(self, wait_seconds: float | None = None) -> TasksReply:
@@ -232,6 +241,7 @@ class AggregatorGRPCClient:
         response = self._with_retry(
             "get tasks", lambda: self._call("GetTasks")(request, timeout=timeout)
         )
+        self._check(response, "get tasks")
         return convert.tasks_reply_from_pb(response)
 
     def get_aggregated_tensors(
@@ -270,14 +280,20 @@ class AggregatorGRPCClient:
         call = self._call("GetAggregatedTensors")(
             request, timeout=self.settings.stream_timeout_seconds
         )
+        first = True
         try:
             for frame in call:
                 if frame.error:
                     raise ProtocolError(f"from the aggregator: {frame.error}")
+                if first:
+                    check_reply_header(frame.header, self._header, "get aggregated tensors")
+                    first = False
                 if frame.chunk is not None:
                     tensor = joiner.feed(frame.chunk)
                     if tensor is not None:
                         yield tensor
+            if first:
+                raise ProtocolError("get aggregated tensors: the aggregator sent no reply")
             joiner.finish()
         finally:
             call.cancel()  # no-op when complete; frees the stream when we stop early
@@ -304,6 +320,7 @@ class AggregatorGRPCClient:
                 frames(), timeout=self.settings.stream_timeout_seconds
             ),
         )
+        self._check(response, "send local task results")
         return convert.ack_from_pb(response)
 
     def get_status(self) -> Mapping[str, object]:
@@ -313,6 +330,7 @@ class AggregatorGRPCClient:
             "get status",
             lambda: self._call("GetStatus")(request, timeout=self.settings.rpc_timeout_seconds),
         )
+        self._check(response, "get status")
         try:
             status: Mapping[str, object] = json.loads(response.status_json)
         except ValueError as exc:

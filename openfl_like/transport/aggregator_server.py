@@ -5,12 +5,20 @@ sender/receiver/federation) and only then reads a payload; for the client-stream
 the first message is read before the check. Handler errors become status codes in
 ``status.translate_errors``; unexpected exceptions reach the client as INTERNAL without details.
 
+Long-polls are served in slices: ``GetTasks`` calls ``handler.get_tasks`` for at most
+``long_poll_slice_seconds`` at a time and stops as soon as the reply is not WAIT, the caller's
+wait is over, or the call is no longer active (the client cancelled, disconnected or hit its
+deadline). So an abandoned poll frees its worker thread within one slice, with no change to the
+handler's interface: any handler whose ``get_tasks`` re-checks its state on entry (as a
+long-poll must) can be sliced without losing a wake-up.
+
 Safety net: only tensors tagged ``AGGREGATED_TAG`` ever leave through GetAggregatedTensors, so a
 handler bug cannot leak one collaborator's update to another.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -22,7 +30,7 @@ from openfl_like.core.errors import (
     ProtocolError,
 )
 from openfl_like.core.logging import get_logger
-from openfl_like.core.messages import AGGREGATED_TAG, NamedTensor
+from openfl_like.core.messages import AGGREGATED_TAG, NamedTensor, PollStatus, TasksReply
 from openfl_like.pki import RevocationChecker
 from openfl_like.protocol import aggregator_pb2 as pb
 from openfl_like.protocol import base_pb2, convert
@@ -159,8 +167,25 @@ class AggregatorGRPCServer:
         with translate_errors(context, "GetTasks"):
             name = self._checker.check(context, request.header)
             wait = min(max(request.wait_seconds, 0.0), self.settings.long_poll_seconds)
-            reply = self._handler.get_tasks(name, wait)
+            reply = self._long_poll(name, wait, context)
             return convert.tasks_reply_to_pb(reply, self._reply_header(name))
+
+    def _long_poll(self, name: str, wait: float, context: grpc.ServicerContext) -> TasksReply:
+        """``handler.get_tasks`` in slices while the caller is still there (module docstring)."""
+        end = time.monotonic() + wait
+        slice_seconds = self.settings.long_poll_slice_seconds
+        while True:
+            started = time.monotonic()
+            remaining = max(0.0, end - started)
+            granted = min(remaining, slice_seconds)
+            reply = self._handler.get_tasks(name, granted)
+            if reply.status is not PollStatus.WAIT or remaining <= slice_seconds:
+                return reply
+            if time.monotonic() - started < granted / 2:
+                return reply  # WAIT well before its slice ended: the handler's own answer
+            if not context.is_active():
+                _log.debug("GetTasks of %s abandoned by the client; worker released", name)
+                return reply  # grpc drops it; what matters is that this thread is free again
 
     def GetAggregatedTensors(
         self, request: pb.GetAggregatedTensorsRequest, context: grpc.ServicerContext

@@ -13,6 +13,9 @@ Checks run in this order, before any payload is read, and the first failure wins
 4. ``header.receiver`` is this server (PERMISSION_DENIED);
 5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch).
 
+Client side, :func:`check_reply_header` checks every reply the other way round: it comes from
+the aggregator we dialled, is addressed to us, and belongs to our federation.
+
 Chain verification itself happens in the TLS handshake (``require_client_auth=True`` against
 our CA bundle); grpc cannot load CRLs from Python, hence the per-call revocation check here.
 """
@@ -33,6 +36,7 @@ from openfl_like.core.errors import (
     OpenflLikeError,
     PermissionDeniedError,
     PlanMismatchError,
+    ProtocolError,
 )
 from openfl_like.core.ids import Role
 from openfl_like.pki import RevocationChecker, participant_name, participant_role
@@ -151,3 +155,31 @@ def _cn_or_serial(cert: x509.Certificate) -> str:
         return repr(participant_name(cert))
     except OpenflLikeError:
         return f"serial {cert.serial_number:x}"
+
+
+def check_reply_header(
+    header: base_pb2.MessageHeader | None, expected: base_pb2.MessageHeader, what: str
+) -> None:
+    """Raise unless a reply's header mirrors our request's ``expected`` header.
+
+    The reply must come from the aggregator we addressed (``expected.receiver``), be addressed
+    to us (``expected.sender``) and carry our federation id: a reply from another aggregator or
+    federation (a misrouted address, a proxy, a stale server on a reused port) is refused.
+    """
+    if header is None or not header.sender:
+        raise ProtocolError(f"{what}: the aggregator's reply has no header")
+    if header.sender != expected.receiver:
+        raise AuthError(
+            f"{what}: the reply comes from {header.sender!r}, not from the aggregator "
+            f"{expected.receiver!r} we addressed"
+        )
+    if header.receiver != expected.sender:
+        raise AuthError(
+            f"{what}: the reply is addressed to {header.receiver!r}, not to us "
+            f"({expected.sender!r})"
+        )
+    if header.federation_uuid != expected.federation_uuid:
+        raise AuthError(
+            f"{what}: the reply belongs to federation {header.federation_uuid!r}, not ours "
+            f"({expected.federation_uuid!r})"
+        )

@@ -19,6 +19,7 @@ environment variable               setting                           default
 ``FX_RPC_TIMEOUT``                 ``rpc_timeout_seconds``           30 (unary calls)
 ``FX_STREAM_TIMEOUT``              ``stream_timeout_seconds``        3600 (tensor streams)
 ``FX_LONG_POLL_SECONDS``           ``long_poll_seconds``             30
+``FX_LONG_POLL_SLICE_SECONDS``     ``long_poll_slice_seconds``       1 (abandoned-poll check)
 ``FX_SERVER_WORKERS``              ``server_workers``                256
 ``FX_RETRY_INITIAL_SECONDS``       ``retry.initial_backoff_seconds`` 0.5
 ``FX_RETRY_MAX_SECONDS``           ``retry.max_backoff_seconds``     10
@@ -78,6 +79,8 @@ class TransportSettings:
     rpc_timeout_seconds: float = 30.0
     stream_timeout_seconds: float = 3600.0
     long_poll_seconds: float = 30.0
+    # a parked GetTasks re-checks that its caller is still there this often (see the servicer)
+    long_poll_slice_seconds: float = 1.0
     server_workers: int = 256
     target_name_override: str = ""
     keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)
@@ -93,7 +96,8 @@ class TransportSettings:
                 f"network.max_message_bytes ({self.max_message_bytes}) must exceed "
                 f"chunk_size ({self.chunk_size})"
             )
-        for name in ("rpc_timeout_seconds", "stream_timeout_seconds", "long_poll_seconds"):
+        for name in ("rpc_timeout_seconds", "stream_timeout_seconds", "long_poll_seconds",
+                     "long_poll_slice_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"network.{name}: must be > 0")
         if self.server_workers < 1:
@@ -167,6 +171,7 @@ ENV_VARS: dict[str, str] = {
     "FX_RPC_TIMEOUT": "rpc_timeout_seconds",
     "FX_STREAM_TIMEOUT": "stream_timeout_seconds",
     "FX_LONG_POLL_SECONDS": "long_poll_seconds",
+    "FX_LONG_POLL_SLICE_SECONDS": "long_poll_slice_seconds",
     "FX_SERVER_WORKERS": "server_workers",
     "FX_RETRY_INITIAL_SECONDS": "retry.initial_backoff_seconds",
     "FX_RETRY_MAX_SECONDS": "retry.max_backoff_seconds",

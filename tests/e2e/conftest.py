@@ -361,11 +361,14 @@ class Federation:
         return self.aggregator
 
     def start_collaborator(self, name: str, *, label: str | None = None,
-                           pki_dir: Path | None = None) -> FxProcess:
+                           pki_dir: Path | None = None, plan_dir: Path | None = None,
+                           workspace: Path | None = None) -> FxProcess:
+        """`fx collaborator start`; ``plan_dir``/``workspace`` stand in for another host's."""
+        extra = ("--workspace", workspace) if workspace is not None else ()
         process = self.registry.start(
-            "collaborator", "start", "-n", name, "-p", self.plan_dir,
+            "collaborator", "start", "-n", name, "-p", plan_dir or self.plan_dir,
             "--pki-dir", pki_dir or self.pki_dir, "--aggregator", f"127.0.0.1:{self.port}",
-            name=label or name, cwd=self.plan_dir,
+            *extra, name=label or name, cwd=self.plan_dir,
         )
         self.collaborators[label or name] = process
         return process

@@ -7,6 +7,7 @@ the running federation (and its saved state) untouched.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 from pathlib import Path
@@ -163,17 +164,27 @@ def test_invalid_plan_is_one_error_line(tmp_path: Path, shared_pki: Path) -> Non
 def test_collaborator_not_in_cols_yaml_is_refused(
     tmp_path: Path, procs: ProcessRegistry, shared_pki: Path
 ) -> None:
-    # Prepare: a running aggregator; col9 holds a valid certificate of the same CA.
+    # Prepare: a running aggregator; col9 holds a valid certificate of the same CA. One col9 uses
+    # the federation's plan (its own check refuses), one a copy whose cols.yaml lists it (so only
+    # the aggregator can refuse it).
     plan = copy_plan("numpy_digits", tmp_path / "plan", FAST_GIVE_UP)
+    names = tuple(plan_collaborators(plan))
+    tampered = copy_plan("numpy_digits", tmp_path / "plan-col9", FAST_GIVE_UP,
+                         collaborators=(*names, OUTSIDER))
     fed = Federation(plan, shared_pki, tmp_path / "ws", free_port(), procs)
     aggregator = fed.start_aggregator()
 
     # Execute
     outsider = fed.start_collaborator(OUTSIDER)
     outsider.wait(60)
+    intruder = fed.start_collaborator(OUTSIDER, label="col9-tampered-plan", plan_dir=tampered)
+    intruder.wait(60)
 
-    # Assert: one clear line naming it; the aggregator is unaffected.
+    # Assert: one clear line naming it, each time; the aggregator is unaffected.
     assert_clean_error(outsider, mentions=(OUTSIDER,))
+    line = assert_clean_error(intruder, mentions=(OUTSIDER,))
+    assert re.search(r"not (an? )?(authori[sz]ed|collaborator|participant)|permission", line,
+                     re.IGNORECASE), line
     assert aggregator.alive()
     status = fed.status()
     assert status["round"] == 0 and status["results_in"] == 0, status
@@ -240,8 +251,9 @@ def test_aggregator_port_in_use_is_refused(tmp_path: Path, shared_pki: Path) -> 
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("second_host", [False, True], ids=["same-host", "other-host"])
 def test_same_collaborator_twice_second_is_refused_first_completes(
-    tmp_path: Path, procs: ProcessRegistry, shared_pki: Path
+    tmp_path: Path, procs: ProcessRegistry, shared_pki: Path, second_host: bool
 ) -> None:
     # Prepare: the aggregator and the first col1; round 0 cannot close without the others.
     plan = copy_plan("numpy_digits", tmp_path / "plan",
@@ -253,9 +265,11 @@ def test_same_collaborator_twice_second_is_refused_first_completes(
     fed.wait_status(lambda s: bool(s["collaborators"]["col1"]["active"]), timeout=60,
                     what="col1 to be active")
 
-    # Execute: the same identity again, then the rest of the federation.
-    second = fed.start_collaborator("col1", label="col1-again")
-    second.wait(60)
+    # Execute: the same identity again (from another workspace, as another host would run it,
+    # or from the same one), then the rest of the federation.
+    elsewhere = tmp_path / "other-host" if second_host else None
+    second = fed.start_collaborator("col1", label="col1-again", workspace=elsewhere)
+    second.wait(45)
     for name in names[1:]:
         fed.start_collaborator(name)
 

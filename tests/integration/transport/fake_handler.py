@@ -38,6 +38,9 @@ class FakeHandler:
     deliveries: Counter[ResultKey] = field(default_factory=Counter)
     received_bytes: int = 0
     work: threading.Event = field(default_factory=threading.Event)
+    parked: int = 0  # get_tasks calls waiting right now
+    get_tasks_calls: int = 0
+    wait_now: bool = False  # answer WAIT at once, as a stopping aggregator does
     # test hooks: called after a result is recorded (e.g. to drop the connection before the reply)
     after_record: list = field(default_factory=list)
 
@@ -62,7 +65,15 @@ class FakeHandler:
         return HeartbeatReply(round_number=self.round_number)
 
     def get_tasks(self, collaborator: str, wait_seconds: float) -> TasksReply:
-        if not self.work.wait(wait_seconds):
+        with self._lock:
+            self.get_tasks_calls += 1
+            self.parked += 1
+        try:
+            has_work = not self.wait_now and self.work.wait(wait_seconds)
+        finally:
+            with self._lock:
+                self.parked -= 1
+        if not has_work:
             return TasksReply(PollStatus.WAIT, self.round_number, reason="no work yet")
         task = TaskSpec("train", TaskKind.TRAIN, self.round_number, {"epochs": 1, "lr": 0.1})
         return TasksReply(PollStatus.WORK, self.round_number, (task,))

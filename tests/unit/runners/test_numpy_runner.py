@@ -162,6 +162,9 @@ def test_noop_runner_has_the_requested_size_and_does_not_copy() -> None:
     weights = runner.get_weights()
     assert sum(w.nbytes for w in weights.values()) == 3 * 2**20
     assert all(w.dtype == np.float32 for w in weights.values())
+    first = weights["noop/tensor_0"]
+    expected = (np.arange(first.size) % 97).astype(np.float32) * np.float32(1e-3)
+    np.testing.assert_array_equal(first, expected)  # deterministic, not all zeros
     incoming = {k: np.ones_like(v) for k, v in weights.items()}
     runner.set_weights(incoming)
     held = runner.get_weights()

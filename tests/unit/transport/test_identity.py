@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from openfl_like.core.errors import AuthError, PermissionDeniedError, PlanMismatchError
+from openfl_like.core.errors import (
+    AuthError,
+    PermissionDeniedError,
+    PlanMismatchError,
+    ProtocolError,
+)
 from openfl_like.core.ids import Role
 from openfl_like.pki import CertificateAuthority, PkiStore, RevocationChecker
 from openfl_like.protocol import base_pb2
-from openfl_like.transport.identity import HeaderChecker
+from openfl_like.transport.identity import HeaderChecker, check_reply_header
 
 
 class FakeContext:
@@ -84,3 +89,32 @@ def test_single_certificate_mode(store: PkiStore) -> None:
 
 def test_without_tls_the_header_is_trusted(store: PkiStore) -> None:
     assert checker(store, tls=False).check(FakeContext(None), header()) == "col-a"
+
+
+# -- client side: the reply's header ----------------------------------------------------------
+
+REQUEST = base_pb2.MessageHeader(sender="col-a", receiver="agg", federation_uuid="fed-1")
+
+
+def _reply(**changes: str) -> base_pb2.MessageHeader:
+    fields = {"sender": "agg", "receiver": "col-a", "federation_uuid": "fed-1", **changes}
+    return base_pb2.MessageHeader(**fields)
+
+
+def test_reply_header_mirroring_the_request_is_accepted() -> None:
+    check_reply_header(_reply(), REQUEST, "heartbeat")
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "match"),
+    [
+        (None, ProtocolError, "heartbeat: the aggregator's reply has no header"),
+        (base_pb2.MessageHeader(), ProtocolError, "has no header"),
+        (_reply(sender="agg-2"), AuthError, "comes from 'agg-2', not from the aggregator 'agg'"),
+        (_reply(receiver="col-b"), AuthError, "addressed to 'col-b', not to us"),
+        (_reply(federation_uuid="fed-2"), AuthError, "federation 'fed-2', not ours"),
+    ],
+)
+def test_reply_header_mismatch_is_refused(reply, error, match) -> None:
+    with pytest.raises(error, match=match):
+        check_reply_header(reply, REQUEST, "heartbeat")
