@@ -157,9 +157,8 @@ def run_plan_locally(
             [*base, "aggregator", "start", "-p", plan_path, *common, "--port", str(chosen_port)],
             env,
         )
-        _wait_for_start(aggregator, ws)
-        log.info("aggregator is up on %s; starting %d collaborators", address,
-                 len(plan.collaborators))
+        # Everyone starts at once: the collaborators' start-up (imports, data) overlaps the
+        # aggregator's, and their first call is retried with backoff until it listens.
         collaborators = {
             name: children.start(
                 name,
@@ -169,6 +168,9 @@ def run_plan_locally(
             )
             for name in plan.collaborators
         }
+        _wait_for_start(aggregator, ws)
+        log.info("aggregator is up on %s with %d collaborators starting", address,
+                 len(collaborators))
         end = None if timeout is None else time.monotonic() + timeout
         while aggregator.process.poll() is None:
             status = _read_json(ws.status_path)

@@ -128,7 +128,8 @@ def init(store: PkiStore, passphrase: bytes | None, key_type: str, force: bool) 
 @click.option("--san", "sans", multiple=True, metavar="HOST_OR_IP",
               help="Server roles: a host name or IP address (repeatable; default localhost, "
               "127.0.0.1 and this host's name). Ignored for client roles.")
-@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec", show_default=True)
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec", show_default=True,
+              help="Key algorithm: ec (ECDSA P-384) or rsa (RSA 3072).")
 @click.option("--force", is_flag=True, help="Replace an existing key/cert (the old cert is "
               "revoked).")
 def certify(
@@ -153,7 +154,8 @@ def certify(
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write NAME.key and NAME.csr here (default: the store's private/ and "
               "requests/ folders).")
-@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec", show_default=True)
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="ec", show_default=True,
+              help="Key algorithm: ec (ECDSA P-384) or rsa (RSA 3072).")
 @click.option("--force", is_flag=True, help="Replace an existing key/CSR.")
 def csr(
     store: PkiStore, name: str, role_name: str, sans: tuple[str, ...], out_dir: Path | None,

@@ -72,23 +72,44 @@ def _weighted_sum_block(
     name: str, start: int, count: int, contributions: Sequence[Contribution],
     dtype: np.dtype[Any], buf: np.ndarray, tmp: np.ndarray, acc: np.ndarray,
 ) -> np.ndarray:
-    """acc[:count] = sum_i w_i * (x_i - base_i) over this block, in the given order."""
+    """acc[:count] = sum_i w_i * (x_i - base_i) over this block, in the given order.
+
+    Each product is widened before it is scaled (``w * float64(x)``, one pass straight into the
+    float64 buffer); the first term is written into the accumulator instead of added to zero.
+    """
     a, b, t = acc[:count], buf[:count], tmp[:count]
-    a.fill(0)
+    first = True
     for c in contributions:
-        # Widen first, then scale: the product is taken in float64, not in the model dtype.
-        np.copyto(t, c.reader.read_into(name, start, b), casting="unsafe")
-        t *= c.weight
-        a += t
-        if c.base is not None:
-            np.copyto(t, c.base.read_into(name, start, b), casting="unsafe")
-            t *= c.weight
-            a -= t
+        for reader, sign in ((c.reader, 1.0), (c.base, -1.0)):
+            if reader is None:
+                continue
+            x = reader.read_into(name, start, b)
+            if first:
+                np.multiply(x, c.weight * sign, out=a, dtype=a.dtype, casting="unsafe")
+                first = False
+            else:
+                np.multiply(x, c.weight * sign, out=t, dtype=t.dtype, casting="unsafe")
+                a += t
+    if first:
+        a.fill(0)
     return a
+
+
+def _store_mean(summed: np.ndarray, norm: float, out: np.ndarray) -> None:
+    """out = summed / norm cast to out's dtype; floats in one pass, no temporary."""
+    if out.dtype.kind in "fc":
+        np.divide(summed, norm, out=out, dtype=summed.dtype, casting="unsafe")
+    else:
+        summed /= norm
+        out[...] = cast_like(summed, out.dtype)
 
 
 class AggregationAlgorithm(Protocol):
     name: str
+    # True when a (base-free) aggregate depends on the contributions alone, not on the current
+    # model or on optimizer state: the aggregator may then keep the staged updates instead of
+    # writing the model (see state.DerivedPart).
+    stateless: bool
 
     def combine(self, model: MutableMapping[str, np.ndarray],
                 contributions: Sequence[Contribution]) -> None:
@@ -111,6 +132,7 @@ class FedAvg:
     """
 
     name = "fedavg"
+    stateless = True
 
     def combine(self, model: MutableMapping[str, np.ndarray],
                 contributions: Sequence[Contribution], *,
@@ -137,10 +159,12 @@ class FedAvg:
         flat_current = current.reshape(-1)
         for start, count in _blocks(size, block):
             summed = _weighted_sum_block(name, start, count, ordered, dtype, buf, tmp, acc)
-            summed /= norm
             if deltas:
+                summed /= norm
                 summed += flat_current[start:start + count]
-            out[start:start + count] = cast_like(summed, dtype)
+                out[start:start + count] = cast_like(summed, dtype)
+            else:
+                _store_mean(summed, norm, out[start:start + count])
         return out.reshape(current.shape)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -160,6 +184,7 @@ class FedOpt:
     """
 
     name = "fedopt"
+    stateless = False
 
     def __init__(self, settings: AggregationSettings) -> None:
         self.settings = settings
@@ -224,6 +249,7 @@ class _Robust:
     """Coordinate-wise statistic over the stacked updates, block by block."""
 
     name = "robust"
+    stateless = True
 
     def statistic(self, stacked: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -15,7 +15,8 @@ closes on time even when no collaborator is calling.
 Receiving an update: its tensors are validated one by one and streamed to a staging file outside
 the lock (fsynced), then, under the lock, the result is journalled (the moment it is applied) and
 the round may close. Closing aggregates the staged files in collaborator order (see
-``aggregation``), writes the new model file, then the snapshot; see ``state`` for the crash story.
+``aggregation``), writes the new model file (or, when the aggregate is a function of the staged
+updates alone, names them as its source), then the snapshot; see ``state`` for the crash story.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from openfl_like.core.messages import (
 from openfl_like.federation.aggregation import Contribution, FedAvg, make_aggregation
 from openfl_like.federation.assigner import make_assigner
 from openfl_like.federation.outputs import OutputWriter
-from openfl_like.federation.state import AggregatorState, ResultRecord, StateStore
+from openfl_like.federation.state import AggregatorState, DerivedPart, ResultRecord, StateStore
 from openfl_like.federation.stragglers import StragglerPolicy, Verdict
 from openfl_like.federation.tensorfile import (
     TensorFileReader,
@@ -190,7 +191,8 @@ class Aggregator:
                 f"{state.plan_digest[:12]}, this plan {self._digest[:12]}); use another workspace "
                 "or remove the old state"
             )
-        model = read_tensor_file(self._store.model_path(state.model_file))
+        self._state = state  # (_load_model reads it)
+        model = self._load_model(state.round_number)
         self._spec = ModelSpec.of(model)
         self._model = {n: self._readonly(a) for n, a in model.items()}
         if state.optimizer_file:
@@ -201,6 +203,25 @@ class Aggregator:
         log.info("resuming federation %s at round %d with %d result(s) already in",
                  self.plan.federation.name, state.round_number, len(state.results))
         return state
+
+    def _load_model(self, round_number: int) -> dict[str, np.ndarray]:
+        """The global model of ``round_number`` from its file, or recomputed from its updates."""
+        parts = self._state.derived_models.get(round_number)
+        if parts is None:
+            return read_tensor_file(self._store.model_path(self._state.model_files[round_number]))
+        readers = [TensorFileReader(self._store.staging / p.staged) for p in parts]
+        try:
+            # np.empty touches no memory: only names, dtypes and shapes are read from it.
+            model = {name: np.empty(e.shape, dtype=e.dtype)
+                     for name, e in sorted(readers[0].entries.items())}
+            self._algorithm.combine(model, [
+                Contribution(p.collaborator, p.weight, reader, tie_break=p.tie_break)
+                for p, reader in zip(parts, readers, strict=True)
+            ])
+        finally:
+            for reader in readers:
+                reader.close()
+        return model
 
     @staticmethod
     def _readonly(array: np.ndarray) -> np.ndarray:
@@ -322,6 +343,7 @@ class Aggregator:
         keep_after = r - (self.plan.mode.max_staleness if self._async else 0)
         state.recent_keys = {k: v for k, v in state.recent_keys.items() if v >= keep_after}
         staged = [rec.staged for rec in state.results if rec.staged]
+        staged += [p.staged for parts in state.derived_models.values() for p in parts]
         state.results = []
         state.round_number = r + 1 if trained else r
         if r >= self._last_round:
@@ -332,10 +354,11 @@ class Aggregator:
         if self._async:
             keep.update(range(state.round_number - self.plan.mode.max_staleness,
                               state.round_number))
-        state.model_files = {k: v for k, v in state.model_files.items() if k in keep}
+        state.keep_models(keep)
         self._store.save(state)
         # Unlinking big files takes ext4 a while (~0.25 s per 256 MiB); nothing waits for it.
-        dead = [p for name in staged for p in self._store.staged_paths(name)]
+        dead = [p for name in sorted(set(staged) - state.staged_in_use())
+                for p in self._store.staged_paths(name)]
         _delete_in_background(dead + self._store.garbage(state, staging=False))
         self._open_keys = set()
         self._round_started = self._clock()
@@ -379,15 +402,21 @@ class Aggregator:
             else:
                 self._algorithm.combine(self._model, contributions)
         except BaseException:
-            # Never serve a half-aggregated model: go back to the one on disk.
-            self._model = {n: self._readonly(a) for n, a in read_tensor_file(
-                self._store.model_path(state.model_file)).items()}
+            # Never serve a half-aggregated model: go back to the saved one.
+            self._model = {n: self._readonly(a) for n, a in self._load_model(r).items()}
             raise
         finally:
             for reader in readers:
                 reader.close()
         for array in self._model.values():
             self._readonly(array)
+        if self._algorithm.stateless and not self._async:
+            # The staged updates are durable already; recomputing from them gives these bits.
+            state.derived_models[r + 1] = [
+                DerivedPart(c.reader.path.name, c.collaborator, c.weight, c.tie_break)
+                for c in contributions
+            ]
+            return
         name = f"model-r{r + 1}.bin"
         write_tensor_file(self._store.model_path(name), self._model)
         state.model_files[r + 1] = name
@@ -499,7 +528,7 @@ class Aggregator:
             raise ProtocolError(f"{key}: task {key.task_name!r} was not assigned in round "
                                 f"{key.round_number}")
         if self._async and key.round_number < r and key.task_name == TaskKind.TRAIN.value \
-                and key.round_number not in self._state.model_files:
+                and not self._state.has_model(key.round_number):
             return ResultAck(accepted=False, message=f"{key}: too stale")
         return None
 
@@ -633,7 +662,7 @@ class Aggregator:
             best = self._state.best_round
             if best is None or best == self._state.round_number:
                 return dict(self._model)
-            return read_tensor_file(self._store.model_path(self._state.model_files[best]))
+            return self._load_model(best)
 
     def wait_until_done(self, timeout: float | None = None) -> bool:
         """Block until the federation ends (True) or ``timeout`` passes (False).

@@ -7,6 +7,7 @@ Layout of the state folder::
     models/model-r<N>.bin     global model of round N (tensorfile + .json manifest)
     models/opt-r<N>.bin       server-optimizer state that goes with it (FedOpt)
     staging/<key>-<id>.bin    updates received, validated, waiting for the round to close
+                              (and, for derived models, kept while that model is)
 
 Why a journal and not a full snapshot per result: rewriting a snapshot that lists every result
 of the round costs O(n) per result, O(n^2) per round at 1000 collaborators. An appended line that
@@ -15,6 +16,12 @@ cuts a torn tail. A result is *applied* exactly when its line is in the journal:
 leaves it unapplied (the collaborator's retry stages it again), a crash after leaves it applied
 (the retry is answered as a duplicate). The snapshot itself is replaced atomically (core.fsutil)
 at round close, after the new model file is on disk.
+
+Derived models: when the aggregate is a pure function of the round's updates (synchronous FedAvg,
+median, trimmed mean: no server optimizer, no base model), the snapshot names the staged update
+files it was computed from (``derived_models``) instead of a model file. Those files are already
+durable, and aggregation sums them in a fixed order, so recomputing gives the same bits; writing
+and fsyncing a second copy of the model every round (~0.5 s per 256 MiB here) is saved.
 """
 
 from __future__ import annotations
@@ -61,12 +68,31 @@ class ResultRecord:
                    {str(k): float(v) for k, v in raw["metrics"].items()}, raw.get("staged"))
 
 
+@dataclass(frozen=True)
+class DerivedPart:
+    """One staged update a derived model is computed from, with its weight and sort keys."""
+
+    staged: str
+    collaborator: str
+    weight: float
+    tie_break: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DerivedPart:
+        return cls(str(raw["staged"]), str(raw["collaborator"]), float(raw["weight"]),
+                   str(raw["tie_break"]))
+
+
 @dataclass
 class AggregatorState:
     plan_digest: str
     federation_uuid: str
     round_number: int = 0
     model_files: dict[int, str] = field(default_factory=dict)  # round -> model file name
+    derived_models: dict[int, list[DerivedPart]] = field(default_factory=dict)  # round -> parts
     optimizer_file: str = ""
     best_round: int | None = None
     best_metric: float | None = None
@@ -76,9 +102,19 @@ class AggregatorState:
     failed: str = ""
     results: list[ResultRecord] = field(default_factory=list)  # open round; journal, not snapshot
 
-    @property
-    def model_file(self) -> str:
-        return self.model_files[self.round_number]
+    def has_model(self, round_number: int) -> bool:
+        return round_number in self.model_files or round_number in self.derived_models
+
+    def keep_models(self, rounds: set[int]) -> None:
+        """Forget the models of every round not in ``rounds``."""
+        self.model_files = {k: v for k, v in self.model_files.items() if k in rounds}
+        self.derived_models = {k: v for k, v in self.derived_models.items() if k in rounds}
+
+    def staged_in_use(self) -> set[str]:
+        """Staged files the open round's journal or a derived model refers to."""
+        names = {r.staged for r in self.results if r.staged}
+        names.update(p.staged for parts in self.derived_models.values() for p in parts)
+        return names
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +123,8 @@ class AggregatorState:
             "federation_uuid": self.federation_uuid,
             "round_number": self.round_number,
             "model_files": {str(k): v for k, v in self.model_files.items()},
+            "derived_models": {str(k): [p.to_json() for p in v]
+                               for k, v in self.derived_models.items()},
             "optimizer_file": self.optimizer_file,
             "best_round": self.best_round,
             "best_metric": self.best_metric,
@@ -105,6 +143,8 @@ class AggregatorState:
             federation_uuid=raw["federation_uuid"],
             round_number=int(raw["round_number"]),
             model_files={int(k): v for k, v in raw["model_files"].items()},
+            derived_models={int(k): [DerivedPart.from_json(p) for p in v]
+                            for k, v in raw.get("derived_models", {}).items()},
             optimizer_file=raw.get("optimizer_file", ""),
             best_round=raw.get("best_round"),
             best_metric=raw.get("best_metric"),
@@ -212,7 +252,7 @@ class StateStore:
         keep_models = set(state.model_files.values())
         if state.optimizer_file:
             keep_models.add(state.optimizer_file)
-        keep_staged = {r.staged for r in state.results if r.staged}
+        keep_staged = state.staged_in_use()
         sweep = [(self.models, keep_models)] + ([(self.staging, keep_staged)] if staging else [])
         found: list[Path] = []
         for folder, keep in sweep:

@@ -6,12 +6,19 @@ array's buffer straight to disk (no copy for contiguous arrays), and a reader fe
 of any tensor with one ``readinto`` into a buffer the caller reuses, so aggregating N updates
 costs a few block buffers of memory, not N models. The manifest is written (atomically) only
 after the data is fsynced: a file without its manifest is an interrupted write.
+
+Why a background ``fdatasync`` while writing: the kernel would otherwise hold every dirty page
+until ``commit`` and then write the whole file on the caller's critical path (~0.5 s per 256 MiB
+here). Syncing every ``SYNC_EVERY_BYTES`` from a helper thread (it releases the GIL) lets the disk
+work while the caller receives or computes the next tensor, so ``commit`` only waits for the tail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +32,8 @@ from openfl_like.core.fsutil import atomic_write
 
 _ALIGN = 64
 MANIFEST_SUFFIX = ".json"
+SYNC_EVERY_BYTES = 32 << 20
+_WRITE_PIECE = 64 << 20  # one write() call at most (Linux caps a write near 2 GiB)
 
 
 @dataclass(frozen=True)
@@ -47,15 +56,67 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + MANIFEST_SUFFIX)
 
 
+class _BackgroundSync:
+    """Runs ``fdatasync(fd)`` on a helper thread whenever asked, coalescing requests."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._wake = threading.Condition()
+        self._requested = False
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="tensorfile-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        with self._wake:
+            self._requested = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._requested and not self._closing:
+                    self._wake.wait()
+                if not self._requested:
+                    return
+                self._requested = False
+            # An early sync that fails is only an optimisation lost: commit() syncs again and
+            # raises there.
+            with contextlib.suppress(OSError):
+                os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+
+
 class TensorFileWriter:
     """Append arrays one by one; ``commit()`` fsyncs the data, then writes the manifest."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[bytes] | None = open(self.path, "wb")  # noqa: SIM115 - closed in commit
+        # Unbuffered: big arrays go to the kernel straight from their own memory.
+        self._handle: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
+        self._sync = _BackgroundSync(self._handle.fileno())
         self._entries: dict[str, TensorEntry] = {}
         self._offset = 0
+        self._unsynced = 0
+
+    def _write_bytes(self, data: memoryview) -> None:
+        assert self._handle is not None
+        done = 0
+        while done < len(data):
+            wrote = self._handle.write(data[done:done + _WRITE_PIECE])
+            if not wrote:
+                raise FederationError(f"{self.path}: short write")
+            done += wrote
+            self._unsynced += wrote
+            if self._unsynced >= SYNC_EVERY_BYTES:
+                self._unsynced = 0
+                self._sync.request()
 
     def write(self, name: str, array: np.ndarray) -> None:
         if self._handle is None:
@@ -68,11 +129,11 @@ class TensorFileWriter:
         data = data.astype(dtype, copy=False)
         pad = (-self._offset) % _ALIGN
         if pad:
-            self._handle.write(b"\0" * pad)
+            self._write_bytes(memoryview(b"\0" * pad))
             self._offset += pad
         entry = TensorEntry(name, dtype, tuple(int(d) for d in data.shape), self._offset)
         if data.nbytes:
-            self._handle.write(memoryview(data.reshape(-1)).cast("B"))
+            self._write_bytes(memoryview(data.reshape(-1)).cast("B"))
         self._offset += data.nbytes
         self._entries[name] = entry
 
@@ -83,8 +144,8 @@ class TensorFileWriter:
     def commit(self) -> dict[str, TensorEntry]:
         if self._handle is None:
             raise FederationError(f"{self.path}: already committed")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        self._sync.close()
+        os.fdatasync(self._handle.fileno())
         self._handle.close()
         self._handle = None
         manifest = {
@@ -96,6 +157,7 @@ class TensorFileWriter:
 
     def abort(self) -> None:
         if self._handle is not None:
+            self._sync.close()
             self._handle.close()
             self._handle = None
         remove_tensor_file(self.path)

@@ -188,6 +188,13 @@ def parse_plan(plan_doc: object, cols_doc: object, data_doc: object, *, plan_dir
     aggregation = _parse_aggregation(root.section("aggregation"))
     stragglers = _parse_stragglers(root.section("stragglers"), len(collaborators))
     mode = _parse_mode(root.section("mode"))
+    if mode.name == "async" and aggregation.name != "fedavg":
+        # FedBuff applies a staleness-weighted mean of deltas to the current model; a robust
+        # statistic or a server optimizer over deltas of different base models is not defined
+        # here, so refuse the plan rather than fail at the first round close.
+        raise PlanError(f"{PLAN_FILE}: aggregation.name: {aggregation.name!r} cannot be used "
+                        "with mode 'async' (it averages staleness-weighted deltas); use fedavg "
+                        "or mode 'sync'")
     network = _parse_network(root.section("network"))
     root.done()
     shards = _parse_data_yaml(data_doc, collaborators)

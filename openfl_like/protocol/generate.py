@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -44,14 +45,14 @@ def _fix_imports(text: str) -> str:
 
 def generate(output_dir: Path = PACKAGE_DIR) -> list[Path]:
     """Compile every .proto into ``output_dir``; return the files written."""
-    from grpc_tools import protoc  # dev dependency: imported only when regenerating
-
     well_known = importlib.resources.files("grpc_tools") / "_proto"
     sources = [str(p.relative_to(REPO_ROOT)) for p in proto_files()]
     written: list[Path] = []
     with tempfile.TemporaryDirectory() as tmp:
+        # protoc runs in its own process: loaded in-process beside another protobuf user
+        # (TensorFlow, in a test session) it can crash the whole interpreter.
         args = [
-            "grpc_tools.protoc",
+            sys.executable, "-m", "grpc_tools.protoc",
             f"-I{REPO_ROOT}",
             f"-I{well_known}",
             f"--python_out={tmp}",
@@ -59,9 +60,9 @@ def generate(output_dir: Path = PACKAGE_DIR) -> list[Path]:
             f"--grpc_python_out={tmp}",
             *sources,
         ]
-        status = protoc.main(args)
-        if status != 0:
-            raise RuntimeError(f"protoc failed with status {status}: {' '.join(args)}")
+        done = subprocess.run(args, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"protoc failed ({done.returncode}): {done.stderr.strip()}")
         emitted = Path(tmp) / Path(*_PROTO_PACKAGE.split("."))
         output_dir.mkdir(parents=True, exist_ok=True)
         for path in sorted(emitted.iterdir()):

@@ -1,7 +1,10 @@
 """Start and stop a gRPC server: ``serve(...)`` yields a :class:`RunningServer` with its port.
 
 A synchronous ``grpc.server`` on a thread pool: each parked long-poll holds one worker thread,
-so ``server_workers`` (default 256) bounds how many collaborators can wait at once; see
+so ``server_workers`` (default 1280) bounds how many collaborators can wait at once, and when all
+workers are parked every other call queues behind them. Python starts pool threads only when a
+call finds none idle; a parked one costs ~40 KB RSS. Measured by bench/bench_longpoll.py: 1000
+parked mutual-TLS collaborators in ~200 MB RSS, all released in ~1 s; see
 ``TransportSettings.server_workers``.
 """
 

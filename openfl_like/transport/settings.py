@@ -20,13 +20,17 @@ environment variable               setting                           default
 ``FX_STREAM_TIMEOUT``              ``stream_timeout_seconds``        3600 (tensor streams)
 ``FX_LONG_POLL_SECONDS``           ``long_poll_seconds``             30
 ``FX_LONG_POLL_SLICE_SECONDS``     ``long_poll_slice_seconds``       1 (abandoned-poll check)
-``FX_SERVER_WORKERS``              ``server_workers``                256
+``FX_SERVER_WORKERS``              ``server_workers``                1280 (see below)
 ``FX_RETRY_INITIAL_SECONDS``       ``retry.initial_backoff_seconds`` 0.5
 ``FX_RETRY_MAX_SECONDS``           ``retry.max_backoff_seconds``     10
 ``FX_RETRY_MULTIPLIER``            ``retry.multiplier``              2
 ``FX_RETRY_TOTAL_SECONDS``         ``retry.total_seconds``           300
 ``FX_TLS_TARGET_NAME_OVERRIDE``    ``target_name_override``          "" (verify the real host)
 =================================  ================================  =========================
+
+``server_workers`` must exceed the number of collaborators: the synchronous server parks one
+worker thread per waiting GetTasks, and once every worker is parked all other calls (uploads,
+heartbeats) queue behind them until a poll returns. Workers are started only when needed.
 
 Turning TLS off (``tls: false`` / ``FX_TLS=0``) is for local experiments only: the server then
 cannot prove who calls and trusts the header's sender; servers and clients log a warning saying
@@ -81,7 +85,9 @@ class TransportSettings:
     long_poll_seconds: float = 30.0
     # a parked GetTasks re-checks that its caller is still there this often (see the servicer)
     long_poll_slice_seconds: float = 1.0
-    server_workers: int = 256
+    # one thread per parked long-poll (1024 collaborators) + 256 for everything else; threads
+    # are started on demand, ~40 KB RSS each (bench/bench_longpoll.py)
+    server_workers: int = 1280
     target_name_override: str = ""
     keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)

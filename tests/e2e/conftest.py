@@ -350,14 +350,17 @@ class Federation:
     collaborators: dict[str, FxProcess] = field(default_factory=dict)
 
     def start_aggregator(self, *, timeout: float = 60) -> FxProcess:
-        """`fx aggregator start`, returned once it logs that it listens."""
+        """`fx aggregator start`, returned once it logs that it listens (``port`` 0: the
+        aggregator picks one, and ``port`` becomes the one its log line names)."""
         self.aggregator = self.registry.start(
             "aggregator", "start", "-p", self.plan_dir, "--pki-dir", self.pki_dir,
             "--workspace", self.workspace, "--port", str(self.port),
             name="aggregator", cwd=self.plan_dir,
         )
         match = self.aggregator.stderr.wait_for(LISTENING, timeout)
-        assert int(match.group(1)) == self.port, match.group(0)
+        bound = int(match.group(1))
+        assert bound == self.port or (self.port == 0 and bound > 0), match.group(0)
+        self.port = bound
         return self.aggregator
 
     def start_collaborator(self, name: str, *, label: str | None = None,

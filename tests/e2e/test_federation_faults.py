@@ -171,7 +171,7 @@ def test_collaborator_not_in_cols_yaml_is_refused(
     names = tuple(plan_collaborators(plan))
     tampered = copy_plan("numpy_digits", tmp_path / "plan-col9", FAST_GIVE_UP,
                          collaborators=(*names, OUTSIDER))
-    fed = Federation(plan, shared_pki, tmp_path / "ws", free_port(), procs)
+    fed = Federation(plan, shared_pki, tmp_path / "ws", 0, procs)  # --port 0: it picks one
     aggregator = fed.start_aggregator()
 
     # Execute

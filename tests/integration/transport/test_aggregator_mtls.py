@@ -324,7 +324,8 @@ def test_retried_upload_is_counted_once(pki, handler, make_client, server):
 
     def lose_reply(_result):
         if handler.deliveries[_result.key] == 1:
-            server.running.server.stop(0)  # cancels this call: the ack never reaches the client
+            # cancel this call and wait until that is done, so the ack can never get out first
+            server.running.server.stop(0).wait(5)
             threading.Thread(
                 target=lambda: restarted.append(start_aggregator(pki, handler, port=port))
             ).start()

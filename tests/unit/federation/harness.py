@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from openfl_like.core.messages import (
 from openfl_like.federation import Aggregator, Collaborator, CollaboratorSettings
 from openfl_like.federation.collaborator import CollaboratorSummary
 from openfl_like.plan import Plan, load_plan
-from openfl_like.runners.base import TaskOutcome
+from openfl_like.runners.base import TaskOutcome, TaskRunner
 
 COLS = ("col1", "col2", "col3")
 
@@ -123,15 +123,21 @@ class InMemoryPort:
 
 
 def run_federation(plan: Plan, aggregator: Aggregator, names: Sequence[str] | None = None,
-                   timeout: float = 30.0) -> dict[str, CollaboratorSummary]:
-    """Run collaborators in threads until the aggregator is done; return their summaries."""
+                   timeout: float = 30.0,
+                   make_runner: Callable[[str], TaskRunner] | None = None,
+                   ) -> dict[str, CollaboratorSummary]:
+    """Run collaborators in threads until the aggregator is done; return their summaries.
+
+    ``make_runner(name)`` builds each collaborator's runner (default: a ``FakeRunner`` on its
+    shard index).
+    """
     settings = CollaboratorSettings.from_plan(plan)
     summaries: dict[str, CollaboratorSummary] = {}
     errors: list[BaseException] = []
 
     def work(name: str) -> None:
         try:
-            runner = FakeRunner(int(plan.shard_for(name)))
+            runner = make_runner(name) if make_runner else FakeRunner(int(plan.shard_for(name)))
             summaries[name] = Collaborator(name, InMemoryPort(aggregator, name), runner,
                                            settings).run()
         except BaseException as exc:  # reported to the test below

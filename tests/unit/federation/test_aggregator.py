@@ -381,3 +381,36 @@ def test_async_stale_update_is_down_weighted(tmp_path: Path) -> None:
     agg.send_local_task_results(_train_result("col2", 0, 10), _stream(plus))
     assert agg.round_number == 2
     np.testing.assert_allclose(agg.weights()["dense/bias"], np.full(3, 2.0))
+
+
+def test_fedavg_model_is_derived_from_kept_updates_and_recomputed_on_resume(
+        tmp_path: Path) -> None:
+    # Prepare: a finished sync FedAvg federation writes no model file after round 0.
+    plan = make_plan(tmp_path)
+    agg = _agg(tmp_path, plan)
+    run_federation(plan, agg)
+    state_dir = tmp_path / "state"
+    raw = json.loads((state_dir / "state.json").read_text())
+    # Assert: the final model is named by the three staged updates it was computed from.
+    parts = raw["derived_models"]["3"]
+    assert sorted(p["collaborator"] for p in parts) == ["col1", "col2", "col3"]
+    assert all((state_dir / "staging" / p["staged"]).is_file() for p in parts)
+    assert "3" not in raw["model_files"]
+    assert not (state_dir / "models" / "model-r3.bin").exists()
+    # Execute: a new aggregator on the same state recomputes exactly the same bits.
+    resumed = _agg(tmp_path, plan, initial_weights=None)
+    for name, array in agg.weights().items():
+        assert np.array_equal(resumed.weights()[name], array), name
+        assert resumed.weights()[name].dtype == array.dtype
+
+
+def test_fedopt_still_writes_its_model_and_optimizer_files(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, {"aggregation": {"name": "fedopt"}})
+    agg = _agg(tmp_path, plan)
+    run_federation(plan, agg)
+    raw = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert raw["model_files"]["3"] == "model-r3.bin" and raw["derived_models"] == {}
+    assert raw["optimizer_file"] == "opt-r3.bin"
+    resumed = _agg(tmp_path, plan, initial_weights=None)
+    for name, array in agg.weights().items():
+        assert np.array_equal(resumed.weights()[name], array), name
