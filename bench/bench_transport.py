@@ -7,7 +7,9 @@ In one run it prints
   (server in a separate process, so peak RSS is per side);
 - MB/s of a plain Python TLS socket pair (ssl module, mutual TLS, two processes) moving the
   same bytes both ways on loopback: this machine's limit;
-- the ratio, and the peak RSS (VmHWM) of each side.
+- the ratio, and the peak RSS (VmHWM) of each side;
+- the load average (1/5/15 min) at start and end: both transfers compete with whatever else
+  runs on this machine, so judge the ratio against it (load above the core count skews it).
 Targets: ratio >= 0.8 and peak RSS per side <= 2 x model + 200 MB.
 """
 
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         run_tls_echo(args.pki, args.bytes)
         return 0
 
+    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-transport-") as tmp:
         pki = Path(tmp) / "pki"
         store = PkiStore(pki)
@@ -244,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     limit = 2 * mb / tls_seconds
     budget = 2 * size + 200e6
     print(f"model {args.size_mib} MiB in {args.tensors} tensors, chunks of {args.chunk_mib} MiB")
+    print(f"cores {os.cpu_count()}; load average 1/5/15 min at start "
+          f"{' '.join(f'{v:.2f}' for v in load_start)}, at end "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")  # fmt: skip
     print(f"ours  download (aggregator -> collaborator): {mb / down:8.0f} MB/s")
     print(f"ours  upload   (collaborator -> aggregator): {mb / up:8.0f} MB/s")
     print(f"ours  both ways:                              {ours:8.0f} MB/s")

@@ -66,6 +66,8 @@ def test_settings_defaults_and_plan_section() -> None:
     default = TransportSettings()
     assert default.tls and default.chunk_size == 4 * MIB
     assert default.max_message_bytes == 5 * MIB
+    # the sync server parks a thread per long-poll: 1000 collaborators must fit with room to spare
+    assert default.server_workers >= 1024 + 256 and default.long_poll_slice_seconds == 1.0
     plan = TransportSettings.from_mapping(
         {"agg_addr": "x", "use_tls": True, "chunk_size": "8MiB", "keepalive": {"time_seconds": 5},
          "retry": {"total_seconds": 20}},
@@ -77,16 +79,19 @@ def test_settings_defaults_and_plan_section() -> None:
 
 def test_environment_overrides() -> None:
     env = {"FX_CHUNK_SIZE": "1MiB", "FX_TLS": "off", "FX_RETRY_TOTAL_SECONDS": "7",
-           "FX_KEEPALIVE_SECONDS": "11", "FX_RPC_TIMEOUT": "3"}  # fmt: skip
+           "FX_KEEPALIVE_SECONDS": "11", "FX_RPC_TIMEOUT": "3",
+           "FX_LONG_POLL_SLICE_SECONDS": "0.25", "FX_SERVER_WORKERS": "2048"}  # fmt: skip
     settings = TransportSettings.from_mapping({"chunk_size": "8MiB"}, env=env)
     assert settings.chunk_size == MIB and settings.max_message_bytes == 2 * MIB
     assert settings.tls is False and settings.retry.total_seconds == 7
     assert settings.keepalive.time_seconds == 11 and settings.rpc_timeout_seconds == 3
+    assert settings.long_poll_slice_seconds == 0.25 and settings.server_workers == 2048
 
 
 @pytest.mark.parametrize("section", [
     {"chunk_sise": 1}, {"chunk_size": "lots"}, {"tls": "maybe"}, {"chunk_size": 0},
     {"chunk_size": 4 * MIB, "max_message_bytes": 4 * MIB}, {"keepalive": {"nope": 1}},
+    {"long_poll_slice_seconds": 0},
 ])  # fmt: skip
 def test_invalid_settings_name_the_key(section: dict) -> None:
     with pytest.raises(errors.ConfigError, match="network"):
