@@ -281,6 +281,7 @@ class KerasRunner:
             self.model.save(tmp)
             with tmp.open("rb") as fh:
                 os.fsync(fh.fileno())
+            tmp.chmod(0o644)  # a model is an output to share, unlike mkstemp's private default
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

@@ -84,8 +84,18 @@ class RetryPolicy:
                 elapsed = self.clock() - start
                 if elapsed + wait > self.total_seconds:
                     raise RetryExhausted(error, attempts, elapsed) from error
-                _log.info("%s failed (%s); retry %d in %.2fs", describe, error, attempts, wait)
+                _log.info("%s failed (%s); retry %d in %.2fs", describe, _brief(error), attempts,
+                          wait)
                 if on_retry is not None:
                     on_retry(error, wait)
                 self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover - waits() never ends
+
+
+def _brief(error: BaseException) -> str:
+    """One line for a log: 'UNAVAILABLE: details' for an RPC error, else the error's text."""
+    code, details = getattr(error, "code", None), getattr(error, "details", None)
+    if callable(code) and callable(details):
+        status = code()
+        return f"{getattr(status, 'name', status)}: {details()}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
