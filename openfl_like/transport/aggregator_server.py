@@ -270,4 +270,7 @@ def _join(
         tensor = joiner.feed(chunk)
         if tensor is not None:
             yield tensor
+            # Drop our reference before the next chunk opens the next tensor's buffer, so an
+            # upload holds one tensor-size buffer at a time, not two.
+            tensor = None
     joiner.finish()

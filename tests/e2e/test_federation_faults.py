@@ -101,13 +101,13 @@ def test_collaborator_killed_mid_round_round_closes_at_deadline(
     tmp_path: Path, procs: ProcessRegistry, shared_pki: Path
 ) -> None:
     # Prepare: a short deadline and a quorum of 2 of the 3 collaborators.
-    deadline = 6.0
+    deadline = 4.0
     plan = copy_plan("numpy_digits", tmp_path / "plan", {
         "aggregator.rounds_to_train": 2,
         "stragglers.enabled": True,
         "stragglers.round_deadline_seconds": deadline,
         "stragglers.min_collaborators": 2,
-        "stragglers.on_deadline_without_quorum": "fail",
+        "stragglers.on_deadline_without_quorum": "wait",
     })
     names = plan_collaborators(plan)
     victim, survivors = names[-1], names[:-1]
@@ -128,7 +128,7 @@ def test_collaborator_killed_mid_round_round_closes_at_deadline(
         fed.collaborators[name].wait_ok(120)
     aggregator.wait_ok(60)
     history = history_of(fed.workspace)
-    assert history[0]["closed_by"] == "complete" and history[0]["collaborators"] == names
+    assert any(r["collaborators"] == names for r in history), history  # all 3 before the kill
     late = [r for r in history if victim not in r["collaborators"]]
     assert late, history
     for record in late:
@@ -269,7 +269,7 @@ def test_same_collaborator_twice_second_is_refused_first_completes(
     # or from the same one), then the rest of the federation.
     elsewhere = tmp_path / "other-host" if second_host else None
     second = fed.start_collaborator("col1", label="col1-again", workspace=elsewhere)
-    second.wait(45)
+    second.wait(30)
     for name in names[1:]:
         fed.start_collaborator(name)
 
