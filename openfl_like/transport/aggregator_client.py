@@ -15,8 +15,10 @@ factory returning a fresh iterable, never a one-shot iterator; the result's idem
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -43,6 +45,7 @@ from openfl_like.protocol.service import AGGREGATOR_RPCS, Rpc
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, channel_credentials
 from openfl_like.transport.identity import check_reply_header
+from openfl_like.transport.instances import INSTANCE_METADATA_KEY
 from openfl_like.transport.retry import RetryExhausted, RetryPolicy
 from openfl_like.transport.server import INSECURE_WARNING
 from openfl_like.transport.settings import TransportSettings
@@ -132,6 +135,9 @@ class AggregatorGRPCClient:
             federation_uuid=federation_uuid,
             single_col_cert_common_name=single_col_cert_common_name,
         )
+        # This process's identity among processes holding the same certificate (instances.py).
+        self.instance_id = secrets.token_hex(8)
+        self._metadata = ((INSTANCE_METADATA_KEY, self.instance_id),)
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
         self._calls: dict[str, Any] = {}
@@ -173,14 +179,14 @@ class AggregatorGRPCClient:
             return grpc.insecure_channel(self.target, options=options)
         return grpc.secure_channel(self.target, channel_credentials(self._tls_files), options)
 
-    @staticmethod
-    def _callable(channel: grpc.Channel, rpc: Rpc) -> Any:
+    def _callable(self, channel: grpc.Channel, rpc: Rpc) -> Any:
         factory = getattr(channel, rpc.kind)
-        return factory(
+        multi_callable = factory(
             rpc.path,
             request_serializer=rpc.serialize_request,
             response_deserializer=rpc.deserialize_response,
         )
+        return functools.partial(multi_callable, metadata=self._metadata)
 
     def _call(self, name: str) -> Any:
         if self._channel is None:

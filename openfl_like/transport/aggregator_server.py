@@ -46,6 +46,7 @@ from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, server_credentials
 from openfl_like.transport.handlers import AggregatorHandler
 from openfl_like.transport.identity import HeaderChecker
+from openfl_like.transport.instances import InstanceRegistry
 from openfl_like.transport.server import RunningServer, serve, start_server
 from openfl_like.transport.settings import TransportSettings
 from openfl_like.transport.status import translate_errors
@@ -88,6 +89,7 @@ class AggregatorGRPCServer:
             revocation=revocation,
             tls=self._tls_files is not None,
             single_col_cert_common_name=single_col_cert_common_name,
+            instances=InstanceRegistry(self.settings.instance_takeover_seconds),
         )
 
     # -- network ---------------------------------------------------------------------------
@@ -186,6 +188,7 @@ class AggregatorGRPCServer:
             if not context.is_active():
                 _log.debug("GetTasks of %s abandoned by the client; worker released", name)
                 return reply  # grpc drops it; what matters is that this thread is free again
+            self._checker.still_waiting(context, name)
 
     def GetAggregatedTensors(
         self, request: pb.GetAggregatedTensorsRequest, context: grpc.ServicerContext

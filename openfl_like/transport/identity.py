@@ -11,7 +11,8 @@ Checks run in this order, before any payload is read, and the first failure wins
    configured shared name instead;
 3. the sender is an authorised participant of the plan (PERMISSION_DENIED);
 4. ``header.receiver`` is this server (PERMISSION_DENIED);
-5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch).
+5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch);
+6. no other live process holds the sender's name (PERMISSION_DENIED; see ``instances``).
 
 Client side, :func:`check_reply_header` checks every reply the other way round: it comes from
 the aggregator we dialled, is addressed to us, and belongs to our federation.
@@ -41,6 +42,15 @@ from openfl_like.core.errors import (
 from openfl_like.core.ids import Role
 from openfl_like.pki import RevocationChecker, participant_name, participant_role
 from openfl_like.protocol import base_pb2
+from openfl_like.transport.instances import INSTANCE_METADATA_KEY, InstanceRegistry
+
+
+def instance_of(context: grpc.ServicerContext) -> str:
+    """The caller's process instance id from the call metadata ('' when absent)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == INSTANCE_METADATA_KEY:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
 
 
 def peer_certificate_pem(context: grpc.ServicerContext) -> bytes | None:
@@ -85,6 +95,7 @@ class HeaderChecker:
     tls: bool = True
     role: Role = Role.COLLABORATOR
     single_col_cert_common_name: str = ""
+    instances: InstanceRegistry | None = None
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     def __post_init__(self) -> None:
@@ -119,7 +130,14 @@ class HeaderChecker:
                 f"federation {header.federation_uuid!r} is not this server's "
                 f"{self.federation_uuid!r}"
             )
+        if self.instances is not None:
+            self.instances.claim(sender, instance_of(context))
         return sender
+
+    def still_waiting(self, context: grpc.ServicerContext, name: str) -> None:
+        """A long-poll of ``name`` goes on: keep its instance marked alive."""
+        if self.instances is not None:
+            self.instances.touch(name, instance_of(context))
 
     def _check_certificate(self, context: grpc.ServicerContext) -> str:
         pem = peer_certificate_pem(context)

@@ -21,6 +21,7 @@ environment variable               setting                           default
 ``FX_LONG_POLL_SECONDS``           ``long_poll_seconds``             30
 ``FX_LONG_POLL_SLICE_SECONDS``     ``long_poll_slice_seconds``       1 (abandoned-poll check)
 ``FX_SERVER_WORKERS``              ``server_workers``                1280 (see below)
+``FX_INSTANCE_TAKEOVER_SECONDS``   ``instance_takeover_seconds``     30 (second process, same cert)
 ``FX_RETRY_INITIAL_SECONDS``       ``retry.initial_backoff_seconds`` 0.5
 ``FX_RETRY_MAX_SECONDS``           ``retry.max_backoff_seconds``     10
 ``FX_RETRY_MULTIPLIER``            ``retry.multiplier``              2
@@ -85,6 +86,9 @@ class TransportSettings:
     long_poll_seconds: float = 30.0
     # a parked GetTasks re-checks that its caller is still there this often (see the servicer)
     long_poll_slice_seconds: float = 1.0
+    # a second process with the same certificate is refused while the first made a call this
+    # recently; after that it may take the name over (a restart after a crash)
+    instance_takeover_seconds: float = 30.0
     # one thread per parked long-poll (1024 collaborators) + 256 for everything else; threads
     # are started on demand, ~40 KB RSS each (bench/bench_longpoll.py)
     server_workers: int = 1280
@@ -179,6 +183,7 @@ ENV_VARS: dict[str, str] = {
     "FX_LONG_POLL_SECONDS": "long_poll_seconds",
     "FX_LONG_POLL_SLICE_SECONDS": "long_poll_slice_seconds",
     "FX_SERVER_WORKERS": "server_workers",
+    "FX_INSTANCE_TAKEOVER_SECONDS": "instance_takeover_seconds",
     "FX_RETRY_INITIAL_SECONDS": "retry.initial_backoff_seconds",
     "FX_RETRY_MAX_SECONDS": "retry.max_backoff_seconds",
     "FX_RETRY_MULTIPLIER": "retry.multiplier",

@@ -388,3 +388,19 @@ def test_single_certificate_simulation_mode(pki, handler):
 def test_dns_failure_is_named(make_client):
     with pytest.raises(ConnectionFailedError, match="DNS resolution"):
         make_client("col-a", host="no-such-host.invalid").heartbeat()
+
+
+def test_second_process_with_the_same_certificate_is_refused(make_client):
+    # Prepare: col-a is connected and alive
+    first = make_client("col-a")
+    first.handshake("digest-1", {})
+    second = make_client("col-a")  # another client object = another process's instance id
+
+    # Execute
+    with pytest.raises(PermissionDeniedError) as caught:
+        second.handshake("digest-1", {})
+
+    # Assert: refused with a reason; the first goes on being served
+    assert caught.value.status_code is Code.PERMISSION_DENIED
+    assert "already connected from another process" in caught.value.message
+    assert first.heartbeat().round_number == 3

@@ -414,3 +414,51 @@ def test_fedopt_still_writes_its_model_and_optimizer_files(tmp_path: Path) -> No
     resumed = _agg(tmp_path, plan, initial_weights=None)
     for name, array in agg.weights().items():
         assert np.array_equal(resumed.weights()[name], array), name
+
+
+def test_read_only_initial_weights_are_kept_and_writable_ones_copied(tmp_path: Path) -> None:
+    # Prepare: one tensor handed over read-only (as the noop runner does), the others writable
+    weights = initial_weights()
+    frozen_name = sorted(weights)[0]
+    frozen = np.ascontiguousarray(weights[frozen_name])
+    frozen.flags.writeable = False
+    weights[frozen_name] = frozen
+    # Act
+    agg = _agg(tmp_path, make_plan(tmp_path), initial_weights=weights)
+    model = agg.weights()
+    # Assert: no second copy of the read-only tensor; the writable ones are the aggregator's own
+    assert np.shares_memory(model[frozen_name], frozen)
+    for name, array in weights.items():
+        if name != frozen_name:
+            assert not np.shares_memory(model[name], array)
+            before = model[name].copy()
+            array[...] = 0
+            np.testing.assert_array_equal(model[name], before)
+
+
+def test_staging_lets_go_of_each_received_tensor_before_the_next_arrives(tmp_path: Path) -> None:
+    # Prepare: a stream that checks, when asked for tensor k+1, that tensor k was released
+    import weakref
+
+    plan = make_plan(tmp_path)
+    agg = _agg(tmp_path, plan)
+    update = {k: v + 1 if v.dtype.kind == "f" else v.copy() for k, v in initial_weights().items()}
+    still_alive: list[str] = []
+
+    def stream():  # type: ignore[no-untyped-def]
+        previous: weakref.ref[np.ndarray] | None = None
+        previous_name = ""
+        for name, array in update.items():
+            fresh = array.copy()
+            update[name] = None  # type: ignore[assignment]  # the stream holds the only copy
+            if previous is not None and previous() is not None:
+                still_alive.append(previous_name)
+            previous, previous_name = weakref.ref(fresh), name
+            yield NamedTensor(name, fresh)
+            del fresh
+
+    # Act
+    ack = agg.send_local_task_results(_train_result("col1", 0), stream())
+    # Assert
+    assert ack.accepted
+    assert still_alive == []

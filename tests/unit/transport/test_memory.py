@@ -1,0 +1,26 @@
+"""transport.memory: large freed buffers go back to the system (glibc only)."""
+
+from __future__ import annotations
+
+import ctypes.util
+import platform
+
+import pytest
+
+from openfl_like.transport import memory
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="mallopt is glibc's")
+def test_release_large_buffers_applies_once_on_glibc() -> None:
+    assert ctypes.util.find_library("c") is not None
+    assert memory.release_large_buffers() is True
+    assert memory.release_large_buffers() is True  # idempotent
+
+
+def test_release_large_buffers_is_a_no_op_without_a_c_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(memory, "_applied", False)
+    monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
+    assert memory.release_large_buffers() is False
