@@ -38,6 +38,7 @@ from openfl_like.plan.schema import Plan
 from openfl_like.runners.registry import evaluate_weights, initial_weights, save_native_model
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.memory import limit_malloc_arenas
 from openfl_like.transport.server import RunningServer
 
 log = get_logger(__name__)
@@ -196,6 +197,7 @@ def start_aggregator(
     allow_custom: bool = False,
 ) -> RunningAggregator:
     """Load or create the federation state and start serving it over gRPC."""
+    limit_malloc_arenas()  # before TensorFlow or gRPC start threads (see transport.memory)
     ws = Workspace.for_plan(plan, workspace)
     lock = ProcessLock(ws.locks_dir / "aggregator.lock", f"the aggregator of {ws.root}").acquire()
     try:

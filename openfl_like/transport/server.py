@@ -19,7 +19,7 @@ import grpc
 
 from openfl_like.core.errors import ConfigError
 from openfl_like.core.logging import get_logger
-from openfl_like.transport.memory import release_large_buffers
+from openfl_like.transport.memory import limit_malloc_arenas
 from openfl_like.transport.settings import TransportSettings
 
 _log = get_logger(__name__)
@@ -78,7 +78,7 @@ def start_server(
     """Bind and start; ``port=0`` picks a free port (see ``RunningServer.port``)."""
     if credentials is None and settings.tls:
         raise ConfigError("TLS is on but no server credentials were given")
-    release_large_buffers()  # see transport.memory
+    limit_malloc_arenas()  # see transport.memory
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=settings.server_workers, thread_name_prefix="fx-grpc"

@@ -1,4 +1,4 @@
-"""transport.memory: large freed buffers go back to the system (glibc only)."""
+"""transport.memory: malloc arena cap (glibc only)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ from openfl_like.transport import memory
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="mallopt is glibc's")
-def test_release_large_buffers_applies_once_on_glibc() -> None:
+def test_limit_malloc_arenas_applies_once_on_glibc() -> None:
     assert ctypes.util.find_library("c") is not None
-    assert memory.release_large_buffers() is True
-    assert memory.release_large_buffers() is True  # idempotent
+    assert memory.limit_malloc_arenas() is True
+    assert memory.limit_malloc_arenas() is True  # idempotent
 
 
-def test_release_large_buffers_is_a_no_op_without_a_c_library(
+def test_limit_malloc_arenas_is_a_no_op_without_a_c_library(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(memory, "_applied", False)
     monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
-    assert memory.release_large_buffers() is False
+    assert memory.limit_malloc_arenas() is False
+
+
+def test_limit_malloc_arenas_refuses_a_non_positive_cap() -> None:
+    assert memory.limit_malloc_arenas(0) is False
