@@ -130,12 +130,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def probe_heartbeat(port: int, store: PkiStore, settings: TransportSettings) -> str:
-    client = AggregatorGRPCClient(
+def probe_client(port: int, store: PkiStore, settings: TransportSettings) -> AggregatorGRPCClient:
+    """One probe process: its instance id stays the same across reconnects (instances.py)."""
+    return AggregatorGRPCClient(
         host="127.0.0.1", port=port, collaborator_name=PROBE, aggregator_name=AGGREGATOR,
         federation_uuid=FEDERATION, tls_files=TlsFiles.for_participant(store, PROBE),
         settings=settings,
     )  # fmt: skip
+
+
+def probe_heartbeat(client: AggregatorGRPCClient) -> str:
+    """A heartbeat over a fresh connection (TLS handshake included), as a newcomer would make."""
     started = time.monotonic()
     try:
         with client:
@@ -173,7 +178,8 @@ def run_one(n: int, workers: int, slice_seconds: float, store: PkiStore) -> Row:
         tls_files=TlsFiles.for_participant(store, AGGREGATOR), settings=settings,
     )  # fmt: skip
     running = servicer.start(host="127.0.0.1", port=0)
-    probe_heartbeat(running.port, store, settings)  # idle RSS with grpc and TLS warmed up
+    probe = probe_client(running.port, store, settings)
+    probe_heartbeat(probe)  # idle RSS with grpc and TLS warmed up
     rss_idle = proc_status("VmRSS") / 1024
     child = subprocess.Popen(
         [sys.executable, __file__, "--client", "--port", str(running.port),
@@ -198,7 +204,7 @@ def run_one(n: int, workers: int, slice_seconds: float, store: PkiStore) -> Row:
         rss_parked = proc_status("VmRSS") / 1024
         threads = proc_status("Threads")
         parked = len(handler.arrived)
-        heartbeat = probe_heartbeat(running.port, store, settings)
+        heartbeat = probe_heartbeat(probe)
 
         released_at = time.monotonic()
         handler.release()
