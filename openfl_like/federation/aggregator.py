@@ -58,8 +58,10 @@ from openfl_like.federation.outputs import OutputWriter
 from openfl_like.federation.state import AggregatorState, DerivedPart, ResultRecord, StateStore
 from openfl_like.federation.stragglers import StragglerPolicy, Verdict
 from openfl_like.federation.tensorfile import (
+    Layout,
     TensorFileReader,
     TensorFileWriter,
+    layout_of,
     read_tensor_file,
     write_tensor_file,
 )
@@ -209,7 +211,8 @@ class Aggregator:
         parts = self._state.derived_models.get(round_number)
         if parts is None:
             return read_tensor_file(self._store.model_path(self._state.model_files[round_number]))
-        readers = [TensorFileReader(self._store.staging / p.staged) for p in parts]
+        readers = [TensorFileReader(self._store.staging / p.staged, p.staged_entries())
+                   for p in parts]
         try:
             # np.empty touches no memory: only names, dtypes and shapes are read from it.
             model = {name: np.empty(e.shape, dtype=e.dtype)
@@ -242,7 +245,16 @@ class Aggregator:
         return array
 
     def _index_results(self) -> None:
+        """Indexes of the open round's results, so a verdict costs O(collaborators), not
+        O(collaborators x results) (it is taken on every call)."""
         self._open_keys = {str(r.key) for r in self._state.results}
+        self._done: dict[str, set[str]] = {}
+        for rec in self._state.results:
+            self._note_done(rec)
+
+    def _note_done(self, rec: ResultRecord) -> None:
+        if rec.key.round_number == self._state.round_number:
+            self._done.setdefault(rec.key.collaborator, set()).add(rec.key.task_name)
 
     # ----------------------------------------------------------------------------- round logic
     def _is_final(self, round_number: int) -> bool:
@@ -253,9 +265,7 @@ class Aggregator:
                                         final=self._is_final(round_number))
 
     def _done_tasks(self, collaborator: str) -> set[str]:
-        r = self._state.round_number
-        return {rec.key.task_name for rec in self._state.results
-                if rec.key.collaborator == collaborator and rec.key.round_number == r}
+        return self._done.get(collaborator, set())
 
     def _pending(self, collaborator: str) -> tuple[TaskSpec, ...]:
         done = self._done_tasks(collaborator)
@@ -359,6 +369,7 @@ class Aggregator:
         staged += [p.staged for parts in state.derived_models.values() for p in parts]
         state.results = []
         state.round_number = r + 1 if trained else r
+        self._index_results()
         if r >= self._last_round:
             state.done = True
         keep = {state.round_number}
@@ -373,7 +384,6 @@ class Aggregator:
         dead = [p for name in sorted(set(staged) - state.staged_in_use())
                 for p in self._store.staged_paths(name)]
         _delete_in_background(dead + self._store.garbage(state, staging=False))
-        self._open_keys = set()
         self._round_started = self._clock()
         log.info("round %d closed (%s) with %d collaborator(s)%s", r, verdict.value,
                  len(record["collaborators"]),
@@ -393,7 +403,8 @@ class Aggregator:
             contributions = []
             bases: dict[int, TensorFileReader] = {}
             for rec in trains:
-                reader = TensorFileReader(self._store.staging / rec.staged)  # type: ignore[operator]
+                reader = TensorFileReader(self._store.staging / rec.staged,  # type: ignore[operator]
+                                          rec.staged_entries())
                 readers.append(reader)
                 base = None
                 weight = float(rec.data_size)
@@ -426,8 +437,9 @@ class Aggregator:
         if self._algorithm.stateless and not self._async:
             # The staged updates are durable already; recomputing from them gives these bits.
             state.derived_models[r + 1] = [
-                DerivedPart(c.reader.path.name, c.collaborator, c.weight, c.tie_break)
-                for c in contributions
+                DerivedPart(c.reader.path.name, c.collaborator, c.weight, c.tie_break,
+                            rec.layout)
+                for c, rec in zip(contributions, trains, strict=True)
             ]
             return
         name = f"model-r{r + 1}.bin"
@@ -558,7 +570,8 @@ class Aggregator:
             early = self._refusal(result)
         if early is not None:
             return early
-        staged = self._stage(key, tensors) if is_train else self._no_tensors(key, tensors)
+        staged, layout = self._stage(key, tensors) if is_train else \
+            (self._no_tensors(key, tensors), None)
         with self._cond:
             self._advance()
             late = self._refusal(result)
@@ -566,16 +579,20 @@ class Aggregator:
                 if staged:
                     self._store.remove_staged(staged)
                 return late
-            record = ResultRecord(key, data_size, metrics, staged)
+            record = ResultRecord(key, data_size, metrics, staged, layout)
             self._store.append(self._state.round_number, record)
             self._state.results.append(record)
             self._open_keys.add(str(key))
+            self._note_done(record)
             self._touch(key.collaborator)
+            # No notify here: waiters wait for a round to close or the federation to end, and
+            # _close_round / _fail notify them. Waking every parked long-poll on every result
+            # would cost O(collaborators^2) wake-ups per round.
             self._advance()
-            self._cond.notify_all()
         return ResultAck(accepted=True, message=f"{key} applied")
 
-    def _stage(self, key: ResultKey, tensors: Iterator[NamedTensor]) -> str:
+    def _stage(self, key: ResultKey, tensors: Iterator[NamedTensor]) -> tuple[str, Layout]:
+        """Stream the update to a durable staging file; its layout goes in the journal line."""
         path = self._store.staging_path(key)
         writer = TensorFileWriter(path)
         try:
@@ -587,14 +604,14 @@ class Aggregator:
                 # tensor-size buffer per upload in flight).
                 del tensor
             self._spec.check_complete(writer.entries)
-            writer.commit()
+            entries = writer.commit(manifest_file=False)
         except BaseException as exc:
             writer.abort()
             if isinstance(exc, ProtocolError):
                 log.warning("refused %s: %s", key, exc.message)
                 raise ProtocolError(f"{key}: {exc.message}") from None
             raise
-        return path.name
+        return path.name, layout_of(entries)
 
     @staticmethod
     def _no_tensors(key: ResultKey, tensors: Iterator[NamedTensor]) -> None:

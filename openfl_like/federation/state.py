@@ -7,7 +7,8 @@ Layout of the state folder::
     models/model-r<N>.bin     global model of round N (tensorfile + .json manifest)
     models/opt-r<N>.bin       server-optimizer state that goes with it (FedOpt)
     staging/<key>-<id>.bin    updates received, validated, waiting for the round to close
-                              (and, for derived models, kept while that model is)
+                              (and, for derived models, kept while that model is); no manifest
+                              file: their layout is in the journal line (and DerivedPart)
 
 Why a journal and not a full snapshot per result: rewriting a snapshot that lists every result
 of the round costs O(n) per result, O(n^2) per round at 1000 collaborators. An appended line that
@@ -40,7 +41,13 @@ from openfl_like.core.errors import FederationError
 from openfl_like.core.fsutil import atomic_write
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import ResultKey
-from openfl_like.federation.tensorfile import MANIFEST_SUFFIX, remove_tensor_file
+from openfl_like.federation.tensorfile import (
+    MANIFEST_SUFFIX,
+    Layout,
+    TensorEntry,
+    entries_of,
+    remove_tensor_file,
+)
 
 log = get_logger(__name__)
 
@@ -57,15 +64,25 @@ class ResultRecord:
     data_size: int
     metrics: dict[str, float]
     staged: str | None = None  # staging file name (train results only)
+    # The staged file's manifest (tensorfile.layout_of): durable in this checksummed line, so
+    # the staged file needs no manifest file of its own. None: it has one (older state).
+    layout: Layout | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": asdict(self.key), "data_size": self.data_size, "metrics": self.metrics,
-                "staged": self.staged}
+        raw = {"key": asdict(self.key), "data_size": self.data_size, "metrics": self.metrics,
+               "staged": self.staged}
+        if self.layout is not None:
+            raw["layout"] = self.layout
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ResultRecord:
         return cls(ResultKey(**raw["key"]), int(raw["data_size"]),
-                   {str(k): float(v) for k, v in raw["metrics"].items()}, raw.get("staged"))
+                   {str(k): float(v) for k, v in raw["metrics"].items()}, raw.get("staged"),
+                   raw.get("layout"))
+
+    def staged_entries(self) -> dict[str, TensorEntry] | None:
+        return None if self.layout is None else entries_of(self.layout)
 
 
 @dataclass(frozen=True)
@@ -76,14 +93,21 @@ class DerivedPart:
     collaborator: str
     weight: float
     tie_break: str
+    layout: Layout | None = None  # the staged file's manifest (see ResultRecord.layout)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        raw = asdict(self)
+        if self.layout is None:
+            del raw["layout"]
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DerivedPart:
         return cls(str(raw["staged"]), str(raw["collaborator"]), float(raw["weight"]),
-                   str(raw["tie_break"]))
+                   str(raw["tie_break"]), raw.get("layout"))
+
+    def staged_entries(self) -> dict[str, TensorEntry] | None:
+        return None if self.layout is None else entries_of(self.layout)
 
 
 @dataclass
@@ -167,6 +191,7 @@ class StateStore:
         self.root = Path(state_dir)
         self.models = self.root / "models"
         self.staging = self.root / "staging"
+        self._history_cache: list[tuple[Any, str]] = []  # (history record, its JSON)
 
     @property
     def state_path(self) -> Path:
@@ -232,11 +257,29 @@ class StateStore:
 
     def save(self, state: AggregatorState) -> None:
         """Replace the snapshot atomically, then drop journals of other rounds."""
-        atomic_write(self.state_path, json.dumps(state.to_json(), sort_keys=True, indent=1))
+        atomic_write(self.state_path, self._encode(state))
         for path in self.root.glob("journal-*.jsonl"):
             match = _JOURNAL.match(path.name)
             if match and int(match.group(1)) != state.round_number:
                 path.unlink(missing_ok=True)
+
+    def _encode(self, state: AggregatorState) -> str:
+        """The snapshot's JSON, each history record encoded once (it never changes once closed).
+
+        This runs at every round close, so its cost must not grow with the history: records
+        seen before are reused from a cache held by identity. Compact on purpose: ``indent``
+        makes json fall back from its C encoder to the pure-Python one (~5-7x slower).
+        """
+        raw = state.to_json()
+        history: list[Any] = raw.pop("history")
+        cached = self._history_cache
+        if len(history) < len(cached) or any(
+                a is not b for a, b in zip(history, (rec for rec, _ in cached), strict=False)):
+            cached.clear()
+        cached.extend((rec, json.dumps(rec, sort_keys=True, separators=(",", ":")))
+                      for rec in history[len(cached):])
+        rest = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+        return '{"history":[' + ",".join(text for _, text in cached) + "]," + rest[1:]
 
     def collect_garbage(self, state: AggregatorState, *, staging: bool) -> None:
         for path in self.garbage(state, staging=staging):

@@ -5,7 +5,9 @@ members cannot be read in blocks without inflating each one whole. Here a writer
 array's buffer straight to disk (no copy for contiguous arrays), and a reader fetches any block
 of any tensor with one ``readinto`` into a buffer the caller reuses, so aggregating N updates
 costs a few block buffers of memory, not N models. The manifest is written (atomically) only
-after the data is fsynced: a file without its manifest is an interrupted write.
+after the data is fsynced: a file without its manifest is an interrupted write. Or the caller
+keeps the manifest in its own durable record (``commit(manifest_file=False)``, ``layout_of``):
+the aggregator's staged updates carry theirs in the journal line that applies them.
 
 Why a background ``fdatasync`` while writing: the kernel would otherwise hold every dirty page
 until ``commit`` and then write the whole file on the caller's critical path (~0.5 s per 256 MiB
@@ -56,6 +58,28 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + MANIFEST_SUFFIX)
 
 
+Layout = dict[str, dict[str, Any]]  # a manifest as JSON: name -> {dtype, shape, offset}
+
+
+def layout_of(entries: Mapping[str, TensorEntry]) -> Layout:
+    return {name: {"dtype": e.dtype.str, "shape": list(e.shape), "offset": e.offset}
+            for name, e in entries.items()}
+
+
+def entries_of(layout: Mapping[str, Mapping[str, Any]]) -> dict[str, TensorEntry]:
+    return {name: TensorEntry(name, np.dtype(v["dtype"]), tuple(int(d) for d in v["shape"]),
+                              int(v["offset"]))
+            for name, v in layout.items()}
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _BackgroundSync:
     """Runs ``fdatasync(fd)`` on a helper thread whenever asked, coalescing requests."""
 
@@ -100,7 +124,9 @@ class TensorFileWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Unbuffered: big arrays go to the kernel straight from their own memory.
         self._handle: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
-        self._sync = _BackgroundSync(self._handle.fileno())
+        # Started at the first SYNC_EVERY_BYTES only: a small file (a tiny model's update) is
+        # synced once in commit(), and a thread per upload would be pure overhead.
+        self._sync: _BackgroundSync | None = None
         self._entries: dict[str, TensorEntry] = {}
         self._offset = 0
         self._unsynced = 0
@@ -116,6 +142,8 @@ class TensorFileWriter:
             self._unsynced += wrote
             if self._unsynced >= SYNC_EVERY_BYTES:
                 self._unsynced = 0
+                if self._sync is None:
+                    self._sync = _BackgroundSync(self._handle.fileno())
                 self._sync.request()
 
     def write(self, name: str, array: np.ndarray) -> None:
@@ -141,23 +169,36 @@ class TensorFileWriter:
     def entries(self) -> Mapping[str, TensorEntry]:
         return self._entries
 
-    def commit(self) -> dict[str, TensorEntry]:
+    def commit(self, *, manifest_file: bool = True) -> dict[str, TensorEntry]:
+        """Make the data durable, then the manifest; return the entries.
+
+        ``manifest_file=False``: the caller records ``layout_of(entries)`` durably itself (the
+        aggregator puts it in the journal line that applies the update, which is fsynced after
+        this returns), so only the data and the file's directory entry are synced here: that
+        saves a second file's create, fsync and rename per update. Such a file is read with
+        ``TensorFileReader(path, entries)``.
+        """
         if self._handle is None:
             raise FederationError(f"{self.path}: already committed")
-        self._sync.close()
+        self._stop_sync()
         os.fdatasync(self._handle.fileno())
         self._handle.close()
         self._handle = None
-        manifest = {
-            name: {"dtype": e.dtype.str, "shape": list(e.shape), "offset": e.offset}
-            for name, e in self._entries.items()
-        }
-        atomic_write(manifest_path(self.path), json.dumps(manifest, sort_keys=True))
+        if manifest_file:
+            atomic_write(manifest_path(self.path),
+                         json.dumps(layout_of(self._entries), sort_keys=True))
+        else:
+            _fsync_dir(self.path.parent)  # the new file's name must survive a crash too
         return dict(self._entries)
+
+    def _stop_sync(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
 
     def abort(self) -> None:
         if self._handle is not None:
-            self._sync.close()
+            self._stop_sync()
             self._handle.close()
             self._handle = None
         remove_tensor_file(self.path)
@@ -186,16 +227,16 @@ def remove_tensor_file(path: str | os.PathLike[str]) -> None:
 
 
 class TensorFileReader:
-    """Block reads of a committed tensor file."""
+    """Block reads of a committed tensor file (``entries``: its layout, kept elsewhere)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str],
+                 entries: Mapping[str, TensorEntry] | None = None) -> None:
         self.path = Path(path)
         try:
-            raw = json.loads(manifest_path(self.path).read_text())
-            self.entries: dict[str, TensorEntry] = {
-                name: TensorEntry(name, np.dtype(v["dtype"]), tuple(v["shape"]), int(v["offset"]))
-                for name, v in raw.items()
-            }
+            self.entries: dict[str, TensorEntry] = (
+                dict(entries) if entries is not None
+                else entries_of(json.loads(manifest_path(self.path).read_text()))
+            )
             self._handle: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FederationError(f"{self.path}: unreadable tensor file ({exc})") from None

@@ -59,29 +59,50 @@ def peer_certificate_pem(context: grpc.ServicerContext) -> bytes | None:
     return values[0] if values else None
 
 
+@dataclass(frozen=True)
+class _Peer:
+    """A parsed peer certificate and what the checks read from it (fixed for a given PEM)."""
+
+    cert: x509.Certificate
+    not_before: datetime
+    not_after: datetime
+    name: str
+    role: Role | None
+    error: str  # why the name/role could not be read ('' when they could)
+
+    @classmethod
+    def of(cls, cert: x509.Certificate) -> _Peer:
+        try:
+            name, role, error = participant_name(cert), participant_role(cert), ""
+        except OpenflLikeError as exc:
+            name, role, error = "", None, exc.message
+        return cls(cert, cert.not_valid_before_utc, cert.not_valid_after_utc, name, role, error)
+
+
 class _CertCache:
-    """Parsed peer certificates by PEM: parsing costs more than all the checks together."""
+    """Parsed peer certificates by PEM: parsing (and reading the name, role and validity out
+    of the extensions) costs more than all the checks together, and is the same every call."""
 
     def __init__(self, size: int = 1024) -> None:
         self._size = size
-        self._items: OrderedDict[bytes, x509.Certificate] = OrderedDict()
+        self._items: OrderedDict[bytes, _Peer] = OrderedDict()
         self._lock = threading.Lock()
 
-    def load(self, pem: bytes) -> x509.Certificate:
+    def load(self, pem: bytes) -> _Peer:
         with self._lock:
-            cert = self._items.get(pem)
-            if cert is not None:
+            peer = self._items.get(pem)
+            if peer is not None:
                 self._items.move_to_end(pem)
-                return cert
+                return peer
         try:
-            cert = x509.load_pem_x509_certificate(pem)
+            peer = _Peer.of(x509.load_pem_x509_certificate(pem))
         except ValueError:
             raise AuthError("peer certificate cannot be parsed") from None
         with self._lock:
-            self._items[pem] = cert
+            self._items[pem] = peer
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return cert
+        return peer
 
 
 @dataclass
@@ -143,7 +164,8 @@ class HeaderChecker:
         pem = peer_certificate_pem(context)
         if pem is None:
             raise AuthError("no client certificate presented")
-        cert = self._certs.load(pem)
+        peer = self._certs.load(pem)
+        cert = peer.cert
         if self.revocation is not None:
             try:
                 revoked = self.revocation.is_revoked(cert)
@@ -152,20 +174,18 @@ class HeaderChecker:
             if revoked:
                 raise AuthError(f"certificate of {_cn_or_serial(cert)} is revoked")
         moment = self.now()
-        if not cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc:
+        if not peer.not_before <= moment <= peer.not_after:
             raise AuthError(
                 f"certificate of {_cn_or_serial(cert)} is outside its validity period "
-                f"({cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
-                f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+                f"({peer.not_before:%Y-%m-%d %H:%M} to {peer.not_after:%Y-%m-%d %H:%M} UTC)"
             )
-        try:
-            name = participant_name(cert)
-            role = participant_role(cert)
-        except OpenflLikeError as exc:
-            raise AuthError(f"peer certificate: {exc.message}") from None
-        if role != self.role:
-            raise PermissionDeniedError(f"certificate of {name!r} has role {role}, not {self.role}")
-        return name
+        if peer.error:
+            raise AuthError(f"peer certificate: {peer.error}")
+        if peer.role != self.role:
+            raise PermissionDeniedError(
+                f"certificate of {peer.name!r} has role {peer.role}, not {self.role}"
+            )
+        return peer.name
 
 
 def _cn_or_serial(cert: x509.Certificate) -> str:

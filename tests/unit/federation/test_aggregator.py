@@ -395,6 +395,10 @@ def test_fedavg_model_is_derived_from_kept_updates_and_recomputed_on_resume(
     parts = raw["derived_models"]["3"]
     assert sorted(p["collaborator"] for p in parts) == ["col1", "col2", "col3"]
     assert all((state_dir / "staging" / p["staged"]).is_file() for p in parts)
+    # Staged updates have no manifest file: their layout is in the snapshot (and was in the
+    # journal line that applied them).
+    assert not list((state_dir / "staging").glob("*.json"))
+    assert all(set(p["layout"]) == set(initial_weights()) for p in parts)
     assert "3" not in raw["model_files"]
     assert not (state_dir / "models" / "model-r3.bin").exists()
     # Execute: a new aggregator on the same state recomputes exactly the same bits.

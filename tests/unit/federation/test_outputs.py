@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 import sys
@@ -63,3 +64,19 @@ def test_writing_events_does_not_import_tensorflow(tmp_path: Path) -> None:
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_round_files_are_written_off_the_caller_and_complete_after_flush(tmp_path: Path) -> None:
+    writer = OutputWriter(tmp_path, tensorboard=False, plot=False)
+    try:
+        for i, record in enumerate(HISTORY):
+            writer.round_closed(record, HISTORY[: i + 1])
+        writer.flush()
+        assert json.loads((tmp_path / "metrics.json").read_text()) == HISTORY
+        assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 1 + len(HISTORY)
+        # A history that does not extend the previous one is written whole, not appended to.
+        writer.round_closed(HISTORY[1], [HISTORY[1]])
+        writer.flush()
+        assert json.loads((tmp_path / "metrics.json").read_text()) == [HISTORY[1]]
+    finally:
+        writer.close()

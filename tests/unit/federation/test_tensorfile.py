@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,40 @@ def test_aborted_write_leaves_nothing_and_no_manifest_means_unreadable(tmp_path:
     writer.abort()
     with pytest.raises(FederationError, match="already committed"):
         writer.write("b", np.ones(1))
+
+
+def test_commit_without_manifest_file_is_read_with_the_layout_kept_elsewhere(
+        tmp_path: Path) -> None:
+    # Execute: the aggregator's staging way: no manifest file, the layout goes elsewhere.
+    path = tmp_path / "u.bin"
+    writer = TensorFileWriter(path)
+    writer.write("w", np.arange(6, dtype=np.float32).reshape(2, 3))
+    writer.write("b", np.array([7], dtype=np.int64))
+    layout = tensorfile.layout_of(writer.commit(manifest_file=False))
+    # Assert: only the data file exists; with the (JSON round-tripped) layout it reads back.
+    assert path.exists() and not manifest_path(path).exists()
+    with pytest.raises(FederationError, match="unreadable tensor file"):
+        TensorFileReader(path)
+    entries = tensorfile.entries_of(json.loads(json.dumps(layout)))
+    with TensorFileReader(path, entries) as reader:
+        assert reader.read("w").tolist() == [[0, 1, 2], [3, 4, 5]]
+        assert reader.read("b").dtype == np.int64 and reader.read("b").tolist() == [7]
+
+
+def test_background_sync_thread_starts_only_for_big_files(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+    real = tensorfile._BackgroundSync
+
+    class Recording(real):  # type: ignore[misc,valid-type]
+        def __init__(self, fd: int) -> None:
+            started.append(fd)
+            super().__init__(fd)
+
+    monkeypatch.setattr(tensorfile, "_BackgroundSync", Recording)
+    monkeypatch.setattr(tensorfile, "SYNC_EVERY_BYTES", 4096)
+    tensorfile.write_tensor_file(tmp_path / "small.bin", {"a": np.ones(100, np.float32)})
+    assert started == []  # a small file is synced once, in commit
+    tensorfile.write_tensor_file(tmp_path / "big.bin", {"a": np.ones(10_000, np.float32)})
+    assert len(started) == 1
+    assert read_tensor_file(tmp_path / "big.bin")["a"].sum() == 10_000
