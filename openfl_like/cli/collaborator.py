@@ -53,4 +53,4 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
         )
     summary = run_collaborator(plan, name, pki=store, aggregator_address=aggregator_address,
                                tls_files=files, workspace=workspace, allow_custom=allow_custom)
-    click.echo(f"{name}: {summary.describe()}")
+    click.echo(summary.describe())
