@@ -30,6 +30,7 @@ from openfl_like.core.messages import (
     ResultAck,
     TaskResult,
     TasksReply,
+    TensorStream,
 )
 from openfl_like.federation.aggregator import Aggregator
 from openfl_like.federation.state import StateStore
@@ -83,6 +84,12 @@ class _FarewellTracker:
     def send_local_task_results(self, result: TaskResult,
                                 tensors: Iterator[NamedTensor]) -> ResultAck:
         return self.inner.send_local_task_results(result, tensors)
+
+    def send_local_task_result_streams(self, result: TaskResult,
+                                       tensors: Iterator[TensorStream]) -> ResultAck:
+        # Passed through so the servicer sees the StreamingUploads capability (uploads staged
+        # chunk by chunk, not joined per tensor in memory).
+        return self.inner.send_local_task_result_streams(result, tensors)
 
     def status(self) -> Mapping[str, object]:
         return self.inner.status()

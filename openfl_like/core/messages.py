@@ -6,7 +6,7 @@ The gRPC servicers translate protobuf to these and back; the federation runtime 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +31,27 @@ class NamedTensor:
 
     name: str
     array: np.ndarray
+    round_number: int = 0
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TensorStream:
+    """One incoming tensor whose bytes are still arriving: its layout, then its data in pieces.
+
+    Lets a receiver write an upload straight to disk holding about one chunk, not one tensor.
+    ``chunks`` yields views of little-endian raw bytes, each a whole number of elements (the
+    transport re-aligns pieces that split an element), ``nbytes`` in total; the transport has
+    already checked that ``nbytes`` is ``dtype.itemsize x prod(shape)`` and within its limits,
+    and raises ``ProtocolError`` from ``chunks`` when the stream is truncated or overlong. The
+    views are valid only until the next one is requested.
+    """
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    nbytes: int
+    chunks: Iterator[memoryview]
     round_number: int = 0
     tags: tuple[str, ...] = ()
 

@@ -13,10 +13,12 @@ main thread should sit in ``wait_until_done()``, which also wakes at the deadlin
 closes on time even when no collaborator is calling.
 
 Receiving an update: its tensors are validated one by one and streamed to a staging file outside
-the lock (fsynced), then, under the lock, the result is journalled (the moment it is applied) and
-the round may close. Closing aggregates the staged files in collaborator order (see
-``aggregation``), writes the new model file (or, when the aggregate is a function of the staged
-updates alone, names them as its source), then the snapshot; see ``state`` for the crash story.
+the lock (fsynced); over gRPC each tensor arrives chunk by chunk (``TensorStream``: layout checked
+first, values per chunk), so an upload holds about one chunk in memory, not one tensor. Then,
+under the lock, the result is journalled (the moment it is applied) and the round may close.
+Closing aggregates the staged files in collaborator order (see ``aggregation``), writes the new
+model file (or, when the aggregate is a function of the staged updates alone, names them as its
+source), then the snapshot; see ``state`` for the crash story.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -51,6 +53,7 @@ from openfl_like.core.messages import (
     TaskResult,
     TaskSpec,
     TasksReply,
+    TensorStream,
 )
 from openfl_like.federation.aggregation import Contribution, FedAvg, make_aggregation
 from openfl_like.federation.assigner import make_assigner
@@ -69,11 +72,14 @@ from openfl_like.federation.validation import (
     ModelSpec,
     check_data_size,
     check_metrics,
+    finite_pieces,
 )
 from openfl_like.plan.digest import describe_differences, plan_digest, plan_fingerprint
 from openfl_like.plan.schema import ModeSettings, Plan
 
 log = get_logger(__name__)
+
+_T = TypeVar("_T")
 
 
 def staleness_weight(mode: ModeSettings, staleness: int) -> float:
@@ -559,6 +565,19 @@ class Aggregator:
 
     def send_local_task_results(self, result: TaskResult,
                                 tensors: Iterator[NamedTensor]) -> ResultAck:
+        return self._receive(result, lambda key: self._stage(key, self._write_tensors, tensors),
+                             lambda key: self._no_tensors(key, (t.name for t in tensors)))
+
+    def send_local_task_result_streams(self, result: TaskResult,
+                                       tensors: Iterator[TensorStream]) -> ResultAck:
+        """As ``send_local_task_results``, but each tensor goes to the staging file chunk by
+        chunk as it arrives (``transport.handlers.StreamingUploads``): an upload holds about
+        one chunk in memory, whatever the tensor's size."""
+        return self._receive(result, lambda key: self._stage(key, self._write_streams, tensors),
+                             lambda key: self._no_tensors(key, (t.name for t in tensors)))
+
+    def _receive(self, result: TaskResult, stage: Callable[[ResultKey], tuple[str, Layout]],
+                 no_tensors: Callable[[ResultKey], None]) -> ResultAck:
         key = result.key
         self._check_participant(key.collaborator)
         is_train = key.task_name == TaskKind.TRAIN.value
@@ -570,8 +589,7 @@ class Aggregator:
             early = self._refusal(result)
         if early is not None:
             return early
-        staged, layout = self._stage(key, tensors) if is_train else \
-            (self._no_tensors(key, tensors), None)
+        staged, layout = stage(key) if is_train else (no_tensors(key), None)
         with self._cond:
             self._advance()
             late = self._refusal(result)
@@ -591,18 +609,17 @@ class Aggregator:
             self._advance()
         return ResultAck(accepted=True, message=f"{key} applied")
 
-    def _stage(self, key: ResultKey, tensors: Iterator[NamedTensor]) -> tuple[str, Layout]:
-        """Stream the update to a durable staging file; its layout goes in the journal line."""
+    def _stage(self, key: ResultKey, write: Callable[[TensorFileWriter, Iterator[_T]], None],
+               tensors: Iterator[_T]) -> tuple[str, Layout]:
+        """Stream the update to a durable staging file; its layout goes in the journal line.
+
+        Any refusal (bad layout, bytes or values, a broken stream) removes the file before the
+        update could be journalled, so a refused update leaves nothing behind.
+        """
         path = self._store.staging_path(key)
         writer = TensorFileWriter(path)
         try:
-            for tensor in tensors:
-                self._spec.check_tensor(tensor.name, tensor.array, seen=writer.entries)
-                writer.write(tensor.name, tensor.array)
-                # Let go of the received buffer before the next tensor arrives: the loop
-                # variable would otherwise keep it alive through the next receive (one more
-                # tensor-size buffer per upload in flight).
-                del tensor
+            write(writer, tensors)
             self._spec.check_complete(writer.entries)
             entries = writer.commit(manifest_file=False)
         except BaseException as exc:
@@ -613,11 +630,25 @@ class Aggregator:
             raise
         return path.name, layout_of(entries)
 
-    @staticmethod
-    def _no_tensors(key: ResultKey, tensors: Iterator[NamedTensor]) -> None:
+    def _write_tensors(self, writer: TensorFileWriter, tensors: Iterator[NamedTensor]) -> None:
         for tensor in tensors:
-            raise ProtocolError(f"{key}: a validation result carries no tensors "
-                                f"(got {tensor.name!r})")
+            self._spec.check_tensor(tensor.name, tensor.array, seen=writer.entries)
+            writer.write(tensor.name, tensor.array)
+            # Let go of the received buffer before the next tensor arrives: the loop
+            # variable would otherwise keep it alive through the next receive (one more
+            # tensor-size buffer per upload in flight).
+            del tensor
+
+    def _write_streams(self, writer: TensorFileWriter, tensors: Iterator[TensorStream]) -> None:
+        for stream in tensors:
+            self._spec.check_layout(stream.name, stream.dtype, stream.shape, seen=writer.entries)
+            writer.write_stream(stream.name, stream.dtype, stream.shape,
+                                finite_pieces(stream.name, stream.dtype, stream.chunks))
+
+    @staticmethod
+    def _no_tensors(key: ResultKey, names: Iterator[str]) -> None:
+        for name in names:
+            raise ProtocolError(f"{key}: a validation result carries no tensors (got {name!r})")
         return None
 
     # ----------------------------------------------------------------------------- observers

@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -163,6 +163,39 @@ class TensorFileWriter:
         if data.nbytes:
             self._write_bytes(memoryview(data.reshape(-1)).cast("B"))
         self._offset += data.nbytes
+        self._entries[name] = entry
+
+    def write_stream(self, name: str, dtype: np.dtype[Any], shape: tuple[int, ...],
+                     pieces: Iterable[memoryview | bytes]) -> None:
+        """Append one tensor given as its raw little-endian bytes in pieces (e.g. as received).
+
+        Only one piece is held at a time. The tensor is listed in ``entries`` only once all of
+        its bytes are written; fewer or more bytes than ``dtype x shape`` is an error (the caller
+        should then ``abort()``).
+        """
+        if self._handle is None:
+            raise FederationError(f"{self.path}: already committed")
+        if name in self._entries:
+            raise FederationError(f"{self.path}: tensor {name!r} written twice")
+        if dtype.byteorder == ">":
+            raise FederationError(f"{self.path}: tensor {name!r}: big-endian bytes")
+        pad = (-self._offset) % _ALIGN
+        if pad:
+            self._write_bytes(memoryview(b"\0" * pad))
+            self._offset += pad
+        entry = TensorEntry(name, dtype, tuple(int(d) for d in shape), self._offset)
+        written = 0
+        for piece in pieces:
+            view = memoryview(piece).cast("B")
+            if written + len(view) > entry.nbytes:
+                raise FederationError(f"{self.path}: tensor {name!r} overruns its "
+                                      f"{entry.nbytes} bytes")
+            self._write_bytes(view)
+            written += len(view)
+            self._offset += len(view)
+        if written != entry.nbytes:
+            raise FederationError(f"{self.path}: tensor {name!r} got {written} of its "
+                                  f"{entry.nbytes} bytes")
         self._entries[name] = entry
 
     @property

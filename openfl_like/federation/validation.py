@@ -7,7 +7,7 @@ then drops the staged bytes, so a bad update never reaches the aggregation.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -47,27 +47,46 @@ class ModelSpec:
         return tuple(self.tensors)
 
     def check_tensor(self, name: str, array: np.ndarray, *, seen: Iterable[str] = ()) -> None:
+        if not isinstance(array, np.ndarray):
+            raise ProtocolError(f"tensor {name!r}: not an array")
+        self.check_layout(name, array.dtype, tuple(array.shape), seen=seen)
+        if not all_finite(array):
+            raise ProtocolError(f"tensor {name!r}: contains NaN or infinite values")
+
+    def check_layout(self, name: str, dtype: np.dtype[Any], shape: tuple[int, ...], *,
+                     seen: Iterable[str] = ()) -> None:
+        """Name, dtype and shape of one tensor, before any of its values is looked at."""
         spec = self.tensors.get(name)
         if spec is None:
             raise ProtocolError(f"tensor {name!r} is not part of the model")
         if name in seen:
             raise ProtocolError(f"tensor {name!r} sent twice")
-        if not isinstance(array, np.ndarray):
-            raise ProtocolError(f"tensor {name!r}: not an array")
-        if array.dtype.newbyteorder("=") != spec.dtype.newbyteorder("="):
-            raise ProtocolError(f"tensor {name!r}: dtype {array.dtype} (expected {spec.dtype})")
-        if tuple(array.shape) != spec.shape:
-            raise ProtocolError(
-                f"tensor {name!r}: shape {tuple(array.shape)} (expected {spec.shape})"
-            )
-        if not all_finite(array):
-            raise ProtocolError(f"tensor {name!r}: contains NaN or infinite values")
+        if dtype.newbyteorder("=") != spec.dtype.newbyteorder("="):
+            raise ProtocolError(f"tensor {name!r}: dtype {dtype} (expected {spec.dtype})")
+        if tuple(shape) != spec.shape:
+            raise ProtocolError(f"tensor {name!r}: shape {tuple(shape)} (expected {spec.shape})")
 
     def check_complete(self, names: Iterable[str]) -> None:
         missing = sorted(set(self.tensors) - set(names))
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise ProtocolError(f"update is missing {len(missing)} tensor(s): {shown}")
+
+
+def finite_pieces(name: str, dtype: np.dtype[Any],
+                  pieces: Iterable[memoryview]) -> Iterator[memoryview]:
+    """Pass ``pieces`` (raw bytes of whole elements) on, refusing NaN or infinite values in each.
+
+    Checked piece by piece as an upload streams to disk, so no value is looked at twice and no
+    full-size tensor is needed; a refusal comes before the offending piece is passed on.
+    """
+    for piece in pieces:
+        if len(piece) % dtype.itemsize:
+            raise ProtocolError(f"tensor {name!r}: a piece of {len(piece)} bytes splits an "
+                                f"element of {dtype.itemsize} bytes")
+        if not all_finite(np.frombuffer(piece, dtype=dtype)):
+            raise ProtocolError(f"tensor {name!r}: contains NaN or infinite values")
+        yield piece
 
 
 def all_finite(array: np.ndarray) -> bool:

@@ -8,6 +8,9 @@ Memory: the sender slices views of the array (no copy here); the receiver preall
 uninitialised buffer of ``nbytes`` per tensor (``np.empty``: unlike ``bytearray(n)`` it does not
 zero-fill, which would be one more pass over the model), copies each chunk into place once and
 wraps it with ``np.frombuffer``. So a receiver holds at most one incomplete tensor plus one chunk.
+A receiver that writes tensors to disk as they arrive uses :func:`stream_tensors` instead: it
+yields each tensor as a ``TensorStream`` whose bytes are handed on chunk by chunk (views, no
+copy), so it holds about one chunk whatever the tensor's size, with the same checks.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from openfl_like.core.errors import ProtocolError, ResourceLimitError
-from openfl_like.core.messages import NamedTensor
+from openfl_like.core.messages import NamedTensor, TensorStream
 from openfl_like.protocol import base_pb2
 from openfl_like.protocol.codec import TensorLayout
 
@@ -156,3 +159,100 @@ def join_tensors(
         if tensor is not None:
             yield tensor
     joiner.finish()
+
+
+class _Source:
+    """The chunk iterator shared by a stream's tensors, with one chunk of look-ahead."""
+
+    def __init__(self, chunks: Iterable[Chunk]) -> None:
+        self._chunks = iter(chunks)
+        self._ahead: Chunk | None = None
+
+    def next(self) -> Chunk | None:
+        if self._ahead is not None:
+            chunk, self._ahead = self._ahead, None
+            return chunk
+        return next(self._chunks, None)
+
+    def push_back(self, chunk: Chunk) -> None:
+        self._ahead = chunk
+
+
+def _aligned_views(layout: TensorLayout, first: Chunk, source: _Source) -> Iterator[memoryview]:
+    """The tensor's bytes as views of whole elements; ProtocolError if truncated or overlong.
+
+    A chunk may end inside an element (any sender's chunk size is allowed): the partial element
+    (fewer than ``itemsize`` bytes) is carried over and completed from the next chunk.
+    """
+    itemsize = layout.dtype.itemsize
+    filled = 0
+    carry = b""
+    chunk: Chunk | None = first
+    while True:
+        assert chunk is not None
+        data = memoryview(chunk.data).cast("B") if len(chunk.data) else memoryview(b"")
+        if filled + len(data) > layout.nbytes:
+            raise ProtocolError(
+                f"tensor {layout.name!r}: more bytes than {layout.dtype_name} x "
+                f"{layout.shape} holds ({layout.nbytes} bytes)"
+            )
+        filled += len(data)
+        if carry:
+            need = itemsize - len(carry)
+            carry += bytes(data[:need])
+            data = data[need:]
+            if len(carry) == itemsize:
+                yield memoryview(carry)
+                carry = b""
+        whole = len(data) - len(data) % itemsize
+        if whole:
+            yield data[:whole]
+        if whole < len(data):
+            carry += bytes(data[whole:])
+        if filled == layout.nbytes:
+            return
+        chunk = source.next()
+        if chunk is None or chunk.meta is not None:
+            if chunk is not None:
+                source.push_back(chunk)
+            following = "at the end of the stream" if chunk is None else \
+                "before the next tensor began"
+            raise ProtocolError(
+                f"stream truncated: tensor {layout.name!r} got {filled} of "
+                f"{layout.nbytes} bytes {following}"
+            )
+
+
+def stream_tensors(
+    chunks: Iterable[Chunk], *, max_tensor_bytes: int = 0, max_total_bytes: int = 0
+) -> Iterator[TensorStream]:
+    """Each tensor as a ``TensorStream`` as soon as its metadata arrives (no joining).
+
+    The consumer reads each stream's ``chunks`` before asking for the next tensor; whatever it
+    leaves unread is still checked and then skipped. Checks as in :class:`TensorJoiner`: layout
+    and per-tensor limit on the metadata, the total limit before any byte is accepted, exact
+    byte counts while the bytes flow.
+    """
+    source = _Source(chunks)
+    total = 0
+    while (chunk := source.next()) is not None:
+        if chunk.meta is None:
+            raise ProtocolError("tensor bytes arrived before the tensor's metadata")
+        layout = layout_of(chunk.meta, max_tensor_bytes=max_tensor_bytes)
+        total += layout.nbytes
+        if max_total_bytes and total > max_total_bytes:
+            raise ResourceLimitError(
+                f"stream exceeds the limit of {max_total_bytes} bytes at tensor {layout.name!r}"
+            )
+        views = _aligned_views(layout, chunk, source)
+        yield TensorStream(
+            name=layout.name,
+            dtype=layout.dtype,
+            shape=layout.shape,
+            nbytes=layout.nbytes,
+            chunks=views,
+            round_number=layout.round_number,
+            tags=layout.tags,
+        )
+        for _ in views:  # whatever the consumer did not read: checked, then dropped
+            pass

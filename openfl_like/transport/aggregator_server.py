@@ -12,6 +12,10 @@ deadline). So an abandoned poll frees its worker thread within one slice, with n
 handler's interface: any handler whose ``get_tasks`` re-checks its state on entry (as a
 long-poll must) can be sliced without losing a wake-up.
 
+Uploads reach a plain handler as joined tensors (one tensor-size buffer per upload in flight); a
+handler with the ``handlers.StreamingUploads`` capability gets ``TensorStream``s instead, read
+chunk by chunk, with the same byte-count and size-limit checks (``chunking.stream_tensors``).
+
 Safety net: only tensors tagged ``AGGREGATED_TAG`` ever leave through GetAggregatedTensors, so a
 handler bug cannot leak one collaborator's update to another.
 """
@@ -34,7 +38,7 @@ from openfl_like.core.messages import AGGREGATED_TAG, NamedTensor, PollStatus, T
 from openfl_like.pki import RevocationChecker
 from openfl_like.protocol import aggregator_pb2 as pb
 from openfl_like.protocol import base_pb2, convert
-from openfl_like.protocol.chunking import Chunk, TensorJoiner, split_tensors
+from openfl_like.protocol.chunking import Chunk, TensorJoiner, split_tensors, stream_tensors
 from openfl_like.protocol.service import (
     AGGREGATOR_RPCS,
     AGGREGATOR_SERVICE,
@@ -44,7 +48,7 @@ from openfl_like.protocol.service import (
 )
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, server_credentials
-from openfl_like.transport.handlers import AggregatorHandler
+from openfl_like.transport.handlers import AggregatorHandler, StreamingUploads
 from openfl_like.transport.identity import HeaderChecker
 from openfl_like.transport.instances import InstanceRegistry
 from openfl_like.transport.server import RunningServer, serve, start_server
@@ -71,6 +75,8 @@ class AggregatorGRPCServer:
         if self.settings.tls and tls_files is None:
             raise AuthError("mutual TLS is on: the aggregator needs its certificate files")
         self._handler = handler
+        # Handlers that can stage uploads chunk by chunk get them unjoined (handlers.py).
+        self._streaming = handler if isinstance(handler, StreamingUploads) else None
         self._tls_files = tls_files if self.settings.tls else None
         self.aggregator_name = aggregator_name
         self.federation_uuid = federation_uuid
@@ -224,15 +230,16 @@ class AggregatorGRPCServer:
                 raise PermissionDeniedError(
                     f"{name!r} cannot send results of {result.key.collaborator!r}"
                 )
-            tensors = _join(
-                first.chunk,
-                request_iterator,
-                TensorJoiner(
-                    max_tensor_bytes=self.settings.max_tensor_bytes,
-                    max_total_bytes=self.settings.max_model_bytes,
-                ),
-            )
-            ack = self._handler.send_local_task_results(result, tensors)
+            limits = {
+                "max_tensor_bytes": self.settings.max_tensor_bytes,
+                "max_total_bytes": self.settings.max_model_bytes,
+            }
+            if self._streaming is not None:
+                streams = stream_tensors(_chunks(first.chunk, request_iterator), **limits)
+                ack = self._streaming.send_local_task_result_streams(result, streams)
+            else:
+                tensors = _join(first.chunk, request_iterator, TensorJoiner(**limits))
+                ack = self._handler.send_local_task_results(result, tensors)
             return convert.ack_to_pb(ack, self._reply_header(name))
 
     def GetStatus(
@@ -256,20 +263,7 @@ def _join(
     first: Chunk | None, rest: Iterator[Frame], joiner: TensorJoiner
 ) -> Iterator[NamedTensor]:
     """The upload's tensors, each yielded as soon as its last chunk has arrived."""
-
-    def chunks() -> Iterator[Chunk]:
-        if first is not None:
-            yield first
-        try:
-            for frame in rest:
-                if frame.error:
-                    raise ProtocolError(frame.error)
-                if frame.chunk is not None:
-                    yield frame.chunk
-        except grpc.RpcError:  # the client went away mid-stream
-            raise ProtocolError("upload interrupted: the client cancelled the stream") from None
-
-    for chunk in chunks():
+    for chunk in _chunks(first, rest):
         tensor = joiner.feed(chunk)
         if tensor is not None:
             yield tensor
@@ -277,3 +271,17 @@ def _join(
             # upload holds one tensor-size buffer at a time, not two.
             tensor = None
     joiner.finish()
+
+
+def _chunks(first: Chunk | None, rest: Iterator[Frame]) -> Iterator[Chunk]:
+    """The upload's chunks; a malformed message or a vanished client is a ProtocolError."""
+    if first is not None:
+        yield first
+    try:
+        for frame in rest:
+            if frame.error:
+                raise ProtocolError(frame.error)
+            if frame.chunk is not None:
+                yield frame.chunk
+    except grpc.RpcError:  # the client went away mid-stream
+        raise ProtocolError("upload interrupted: the client cancelled the stream") from None

@@ -7,7 +7,7 @@ raise ``openfl_like.core.errors`` exceptions; the servicer maps them to gRPC sta
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from openfl_like.core.messages import (
     HandshakeReply,
@@ -16,6 +16,7 @@ from openfl_like.core.messages import (
     ResultAck,
     TaskResult,
     TasksReply,
+    TensorStream,
 )
 
 
@@ -50,4 +51,19 @@ class AggregatorHandler(Protocol):
 
     def status(self) -> Mapping[str, object]:
         """A JSON-able snapshot for `fx aggregator status`."""
+        ...
+
+
+@runtime_checkable
+class StreamingUploads(Protocol):
+    """Optional capability of an AggregatorHandler: take uploads unjoined, chunk by chunk.
+
+    When the handler has this method the servicer calls it instead of
+    ``send_local_task_results``, so an upload holds about one chunk in memory, not one tensor.
+    """
+
+    def send_local_task_result_streams(
+        self, result: TaskResult, tensors: Iterator[TensorStream]
+    ) -> ResultAck:
+        """As ``send_local_task_results``; read each stream's ``chunks`` before the next one."""
         ...

@@ -1,0 +1,121 @@
+"""A real Aggregator behind the gRPC server: uploads go to its staging file chunk by chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from openfl_like.app.aggregator import _FarewellTracker
+from openfl_like.core.messages import NamedTensor, ResultKey, TaskResult
+from openfl_like.federation import Aggregator
+from openfl_like.protocol import base_pb2, convert
+from openfl_like.protocol.chunking import Chunk, split_tensors
+from openfl_like.protocol.service import AGGREGATOR_RPCS
+from openfl_like.protocol.wire import Frame
+from openfl_like.transport.aggregator_client import AggregatorGRPCClient
+from openfl_like.transport.aggregator_server import AggregatorGRPCServer
+from openfl_like.transport.credentials import channel_credentials
+from openfl_like.transport.handlers import StreamingUploads
+from tests.unit.federation.harness import make_plan
+
+from .conftest import AGGREGATOR, FEDERATION, Pki, fast_settings
+
+Code = grpc.StatusCode
+MODEL = {
+    "kernel": np.arange(40, dtype=np.float64).reshape(5, 8) / 7,
+    "bias": np.zeros(3, dtype=np.float32),
+}
+
+
+def _result() -> TaskResult:
+    return TaskResult(ResultKey("col-a", 0, "train"), 10, {"loss": 1.0})
+
+
+@pytest.fixture
+def federation(pki: Pki, tmp_path: Path) -> Iterator[tuple[Aggregator, int, Path]]:
+    plan = make_plan(tmp_path, cols=("col-a", "col-b"))
+    agg = Aggregator(plan, initial_weights=MODEL, state_dir=tmp_path / "state",
+                     write_outputs=False)
+    servicer = AggregatorGRPCServer(agg, aggregator_name=AGGREGATOR, federation_uuid=FEDERATION,
+                                    tls_files=pki.files(AGGREGATOR), settings=fast_settings())
+    running = servicer.start(host="127.0.0.1", port=0)
+    try:
+        yield agg, running.port, tmp_path / "state" / "staging"
+    finally:
+        running.stop(0)
+        agg.stop()
+
+
+def _staged(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def test_upload_with_element_splitting_chunks_is_staged_exactly(pki: Pki, federation) -> None:
+    agg, port, staging = federation
+    # 13-byte chunks split float64 and float32 elements alike
+    update = {"kernel": MODEL["kernel"] + 1, "bias": np.array([1, 2, 3], np.float32)}
+    client = AggregatorGRPCClient(
+        host="127.0.0.1", port=port, collaborator_name="col-a", aggregator_name=AGGREGATOR,
+        federation_uuid=FEDERATION, tls_files=pki.files("col-a"),
+        settings=fast_settings(chunk_size=13),
+    ).connect()
+    try:
+        assert client.send_local_task_results(_result(), update).accepted
+    finally:
+        client.disconnect()
+    assert agg.status()["results_in"] == 1
+    [path] = _staged(staging)
+    data = path.read_bytes()
+    for name, array in update.items():
+        raw = array.tobytes()
+        assert data.count(raw) == 1, name  # every tensor's bytes, whole and in place
+
+
+def _raw_upload(pki: Pki, port: int, chunks: list[Chunk]) -> tuple[Code, str]:
+    header = base_pb2.MessageHeader(sender="col-a", receiver=AGGREGATOR,
+                                    federation_uuid=FEDERATION)
+    rpc = AGGREGATOR_RPCS["SendLocalTaskResults"]
+
+    def frames() -> Iterator[Frame]:
+        yield Frame(header=header, result=convert.result_to_pb(_result()))
+        for chunk in chunks:
+            yield Frame(chunk=chunk)
+
+    with grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(pki.files("col-a"))) as ch:
+        call = ch.stream_unary(rpc.path, request_serializer=rpc.serialize_request,
+                               response_deserializer=rpc.deserialize_response)
+        with pytest.raises(grpc.RpcError) as caught:
+            call(frames(), timeout=10)
+    return caught.value.code(), caught.value.details()
+
+
+def _chunks(weights: dict[str, np.ndarray]) -> list[Chunk]:
+    return list(split_tensors([NamedTensor(n, a) for n, a in weights.items()], 24))
+
+
+def test_bad_uploads_are_invalid_argument_and_leave_nothing(pki: Pki, federation) -> None:
+    agg, port, staging = federation
+    good = _chunks(MODEL)
+    nan = {**MODEL, "kernel": MODEL["kernel"].copy()}
+    nan["kernel"][4, 7] = np.nan
+    cases = {
+        "truncated": [*good[:-2], good[-1]],  # kernel loses its last chunk
+        "more bytes": [*good[:-1], Chunk(bytes(good[-1].data) + b"\0" * 4, good[-1].meta)],
+        "NaN": _chunks(nan),
+    }
+    for reason, chunks in cases.items():
+        code, details = _raw_upload(pki, port, chunks)
+        assert code is Code.INVALID_ARGUMENT and reason in details, (reason, details)
+        assert agg.status()["results_in"] == 0
+        assert _staged(staging) == []
+
+
+def test_the_aggregator_process_handler_takes_streamed_uploads(federation) -> None:
+    # `fx aggregator start` serves the Aggregator through a wrapper: it must keep the capability.
+    agg, _, _ = federation
+    assert isinstance(agg, StreamingUploads)
+    assert isinstance(_FarewellTracker(agg), StreamingUploads)
