@@ -138,8 +138,13 @@ class Aggregator:
         output_dir: str | Path | None = None,
         write_outputs: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        after_upload: Callable[[], object] | None = None,
     ) -> None:
         self.plan = plan
+        # Called after each update is staged, off the lock and before the round may close: the
+        # app returns the upload's freed buffers to the kernel there
+        # (transport.memory.release_free_heap), so they are not resident while aggregating.
+        self._after_upload = after_upload
         self.name = plan.aggregator.name
         self._clock = clock
         self._digest = plan_digest(plan)
@@ -590,6 +595,8 @@ class Aggregator:
         if early is not None:
             return early
         staged, layout = stage(key) if is_train else (no_tensors(key), None)
+        if staged and self._after_upload is not None:
+            self._after_upload()
         with self._cond:
             self._advance()
             late = self._refusal(result)

@@ -1,4 +1,4 @@
-"""Cap glibc's malloc arenas so the buffers a streaming server frees are reused, not hoarded.
+"""glibc malloc tuning: cap the arenas, and hand the heap's free pages back after uploads.
 
 Why: every message of a tensor stream is a buffer of a few MiB (the chunk), and gRPC's Python
 layer makes two or three of them per message (a growing bytearray, then ``bytes``; the encoded
@@ -11,6 +11,16 @@ rounds as fast (2.7-3.0 s against 2.6-3.2 s). The other knob, a fixed 1 MiB mmap
 RSS lower still but made every message buffer fresh pages to fault in: rounds took 1.3-1.5 s
 longer.
 
+The heap also keeps the chunk buffers an upload frees: freed blocks inside the heap are not
+returned to the kernel, and the free space fragments, so it stays resident through the round's
+aggregation and creeps up from round to round. Measured on the 256 MiB benchmark (aggregator
+in-process, two collaborator processes): at the aggregation peak the heap held 280-420 MiB of
+which 20-80 MiB in use, RssAnon peaking at 620-665 MiB; between rounds RssAnon crept 385 -> 423
+MiB. ``release_free_heap`` (glibc's ``malloc_trim(0)``, which also returns whole free pages in
+the middle of every arena) gives them back; the aggregator calls it after staging each upload,
+before the round may close: RssAnon then peaked at 448 MiB and stayed at 328-339 MiB between
+rounds.
+
 glibc fixes its arena limit the first time a second arena is needed, so this only works when
 called before the process has more than one thread that allocates; later calls change nothing
 (setting ``MALLOC_ARENA_MAX`` in the environment of the process is the robust equivalent).
@@ -22,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
+from typing import Any
 
 from openfl_like.core.logging import get_logger
 
@@ -32,6 +43,31 @@ DEFAULT_ARENA_MAX = 2
 
 _lock = threading.Lock()
 _applied = False
+
+
+def _glibc_function(name: str) -> Any | None:
+    """``name`` from the C library when it is glibc (has it), else None."""
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return None
+    try:
+        return getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def release_free_heap() -> bool:
+    """Return the heap's free pages to the kernel (glibc ``malloc_trim``); True when some were.
+
+    Cheap (a walk over the arenas' free lists, a few ms for ~100 MiB) and safe at any time from
+    any thread; see the module docstring for why the aggregator calls it after each upload.
+    """
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))
 
 
 def limit_malloc_arenas(arena_max: int = DEFAULT_ARENA_MAX) -> bool:
@@ -46,12 +82,8 @@ def limit_malloc_arenas(arena_max: int = DEFAULT_ARENA_MAX) -> bool:
     with _lock:
         if _applied:
             return True
-        name = ctypes.util.find_library("c")
-        if name is None:
-            return False
-        try:
-            mallopt = ctypes.CDLL(name).mallopt
-        except (OSError, AttributeError):  # not glibc
+        mallopt = _glibc_function("mallopt")
+        if mallopt is None:
             return False
         mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         mallopt.restype = ctypes.c_int

@@ -466,3 +466,25 @@ def test_staging_lets_go_of_each_received_tensor_before_the_next_arrives(tmp_pat
     # Assert
     assert ack.accepted
     assert still_alive == []
+
+
+
+def test_after_upload_hook_runs_after_each_staged_update_before_the_close(tmp_path: Path
+                                                                          ) -> None:
+    # Prepare: the hook (the app's heap release) sees each train update staged, never a
+    # validation result, and runs before the round that update completes is closed.
+    plan = make_plan(tmp_path)
+    seen: list[tuple[int, int]] = []
+    agg: Aggregator
+
+    def hook() -> None:
+        trains = [r for r in agg._state.results if r.key.task_name == "train"]
+        seen.append((agg._state.round_number, len(trains)))
+
+    agg = _agg(tmp_path, plan, after_upload=hook)
+    # Execute
+    run_federation(plan, agg)
+    # Assert: one call per train update (3 collaborators x 3 rounds), each in the open round
+    assert len(seen) == 9
+    assert sorted({r for r, _ in seen}) == [0, 1, 2]
+    assert all(trains < 3 for _, trains in seen)  # its own update not applied yet

@@ -1,4 +1,4 @@
-"""transport.memory: malloc arena cap (glibc only)."""
+"""transport.memory: malloc arena cap and heap release (glibc only)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,20 @@ def test_limit_malloc_arenas_is_a_no_op_without_a_c_library(
 
 def test_limit_malloc_arenas_refuses_a_non_positive_cap() -> None:
     assert memory.limit_malloc_arenas(0) is False
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="malloc_trim is glibc's")
+def test_release_free_heap_returns_freed_pages_on_glibc() -> None:
+    # Many small blocks freed inside the heap (below the mmap threshold): trim gives pages back.
+    blocks = [bytearray(64 * 1024) for _ in range(2000)]
+    keep = blocks[-1]
+    del blocks
+    assert memory.release_free_heap() is True
+    assert len(keep) == 64 * 1024
+
+
+def test_release_free_heap_is_a_no_op_without_a_c_library(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
+    assert memory.release_free_heap() is False
