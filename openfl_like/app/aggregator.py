@@ -39,7 +39,7 @@ from openfl_like.plan.schema import Plan
 from openfl_like.runners.registry import evaluate_weights, initial_weights, save_native_model
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import TlsFiles
-from openfl_like.transport.memory import limit_malloc_arenas, release_free_heap
+from openfl_like.transport.memory import limit_malloc_arenas, release_free_heap_after
 from openfl_like.transport.server import RunningServer
 
 log = get_logger(__name__)
@@ -219,7 +219,7 @@ def start_aggregator(
         # release_free_heap: without it the heap keeps the freed chunks of every upload
         # resident, through aggregation and on into later rounds (see transport.memory).
         aggregator = Aggregator(plan, initial_weights=initial, state_dir=ws.state_dir,
-                                output_dir=ws.output_dir, after_upload=release_free_heap)
+                                output_dir=ws.output_dir, after_upload=release_free_heap_after)
         tracker = _FarewellTracker(aggregator)
         grpc_server = AggregatorGRPCServer(
             tracker, aggregator_name=plan.aggregator.name,

@@ -138,11 +138,11 @@ class Aggregator:
         output_dir: str | Path | None = None,
         write_outputs: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        after_upload: Callable[[], object] | None = None,
+        after_upload: Callable[[int], object] | None = None,
     ) -> None:
         self.plan = plan
-        # Called after each update is staged, off the lock and before the round may close: the
-        # app returns the upload's freed buffers to the kernel there
+        # Called with the update's size in bytes after each update is staged, off the lock and
+        # before the round may close: the app returns the upload's freed buffers to the kernel there
         # (transport.memory.release_free_heap), so they are not resident while aggregating.
         self._after_upload = after_upload
         self.name = plan.aggregator.name
@@ -596,7 +596,7 @@ class Aggregator:
             return early
         staged, layout = stage(key) if is_train else (no_tensors(key), None)
         if staged and self._after_upload is not None:
-            self._after_upload()
+            self._after_upload(sum(a.nbytes for a in self._model.values()))
         with self._cond:
             self._advance()
             late = self._refusal(result)

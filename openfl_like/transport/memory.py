@@ -70,6 +70,16 @@ def release_free_heap() -> bool:
     return bool(trim(0))
 
 
+# Below this update size an upload leaves too little behind to be worth a trim (~1 ms a call,
+# which a tiny model's round cannot afford: bench_rounds (a) targets < 20 ms per round).
+TRIM_MIN_UPLOAD_BYTES = 16 * 1024 * 1024
+
+
+def release_free_heap_after(nbytes: int, *, min_bytes: int = TRIM_MIN_UPLOAD_BYTES) -> bool:
+    """``release_free_heap`` after an upload of ``nbytes``, only when the upload was large."""
+    return nbytes >= min_bytes and release_free_heap()
+
+
 def limit_malloc_arenas(arena_max: int = DEFAULT_ARENA_MAX) -> bool:
     """Ask glibc for at most ``arena_max`` malloc arenas; True when glibc accepted the setting.
 

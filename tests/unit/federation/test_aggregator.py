@@ -477,7 +477,8 @@ def test_after_upload_hook_runs_after_each_staged_update_before_the_close(tmp_pa
     seen: list[tuple[int, int]] = []
     agg: Aggregator
 
-    def hook() -> None:
+    def hook(nbytes: int) -> None:
+        assert nbytes == sum(a.nbytes for a in agg.weights().values())
         trains = [r for r in agg._state.results if r.key.task_name == "train"]
         seen.append((agg._state.round_number, len(trains)))
 

@@ -45,3 +45,13 @@ def test_release_free_heap_is_a_no_op_without_a_c_library(monkeypatch: pytest.Mo
                                                           ) -> None:
     monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
     assert memory.release_free_heap() is False
+
+
+def test_small_uploads_skip_the_heap_trim(monkeypatch) -> None:
+    from openfl_like.transport import memory
+
+    calls: list[int] = []
+    monkeypatch.setattr(memory, "release_free_heap", lambda: calls.append(1) or True)
+    assert memory.release_free_heap_after(4096) is False
+    assert memory.release_free_heap_after(memory.TRIM_MIN_UPLOAD_BYTES) is True
+    assert calls == [1]
