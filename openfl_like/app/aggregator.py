@@ -20,7 +20,7 @@ from openfl_like.app.common import Workspace, runner_params
 from openfl_like.app.locks import ProcessLock
 from openfl_like.app.settings import transport_settings
 from openfl_like.core.errors import FederationError
-from openfl_like.core.fsutil import atomic_write
+from openfl_like.core.fsutil import atomic_write, replace_derived
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import (
     HandshakeReply,
@@ -130,7 +130,7 @@ class RunningAggregator:
         status["updated_unix"] = time.time()
         if self.final_metrics:
             status["final_test"] = self.final_metrics
-        atomic_write(self.workspace.status_path, json.dumps(status, indent=1, default=str))
+        replace_derived(self.workspace.status_path, json.dumps(status, indent=1, default=str))
         return status
 
     def run(self, *, timeout: float | None = None) -> dict[str, Any]:

@@ -61,3 +61,16 @@ def atomic_write(
     payload = data.encode() if isinstance(data, str) else data
     with atomic_open(path, mode=mode, overwrite=overwrite) as handle:
         handle.write(payload)
+
+
+def replace_derived(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Replace a file that is derived from durable state (status, metrics, plots) by rename.
+
+    Readers never see half a file, but nothing is fsynced: after a crash the file is simply
+    written again, so paying two disk flushes on every refresh would buy nothing.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, target)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from openfl_like.core.fsutil import atomic_open
+from openfl_like.core.fsutil import atomic_open, replace_derived
 from openfl_like.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,13 +35,6 @@ PLOT_PNG = "metrics.png"
 FINAL_NPZ = "final_model.npz"
 BEST_NPZ = "best_model.npz"
 TASK_ORDER = ("aggregated_model_validation", "train", "locally_tuned_model_validation")
-
-
-def _replace(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def flatten_round(record: Mapping[str, Any]) -> dict[str, float | int | str]:
@@ -179,8 +172,8 @@ class OutputWriter:
 
     def _write_round(self, history: Sequence[Mapping[str, Any]],
                      records: Sequence[Mapping[str, Any]]) -> None:
-        _replace(self.folder / METRICS_CSV, metrics_csv(history).encode())
-        _replace(self.folder / METRICS_JSON, metrics_json(self._encoded(history)).encode())
+        replace_derived(self.folder / METRICS_CSV, metrics_csv(history).encode())
+        replace_derived(self.folder / METRICS_JSON, metrics_json(self._encoded(history)).encode())
         if self._tb is not None:
             for record in records:
                 row = flatten_round(record)
@@ -245,4 +238,4 @@ def write_plot(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
         fig.savefig(buffer, format="png", dpi=100)
     finally:
         plt.close(fig)
-    _replace(path, buffer.getvalue())
+    replace_derived(path, buffer.getvalue())
