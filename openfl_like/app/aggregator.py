@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from openfl_like.app.common import Workspace, runner_params
+from openfl_like.app.exports import fault_hook_from_env, write_checksums
 from openfl_like.app.locks import ProcessLock
 from openfl_like.app.settings import transport_settings
 from openfl_like.core.errors import FederationError
@@ -32,6 +33,7 @@ from openfl_like.core.messages import (
     TasksReply,
     TensorStream,
 )
+from openfl_like.core.waiting import Wakeup
 from openfl_like.federation.aggregator import Aggregator
 from openfl_like.federation.state import StateStore
 from openfl_like.pki import PkiStore
@@ -45,8 +47,11 @@ from openfl_like.transport.server import RunningServer
 log = get_logger(__name__)
 
 STATUS_INTERVAL_SECONDS = 0.5
-# After the last round: how long to keep answering so live collaborators learn it is over.
+# After the last round: how long to keep answering, beyond the liveness timeout, so that every
+# collaborator (also one that reconnects to a restarted aggregator) learns it is over.
 FAREWELL_SECONDS = 10.0
+# SIGTERM: how long in-flight uploads and a running round close get before the process exits.
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 class _FarewellTracker:
@@ -68,11 +73,15 @@ class _FarewellTracker:
         return reply
 
     def heartbeat(self, collaborator: str) -> HeartbeatReply:
-        return self.inner.heartbeat(collaborator)
+        reply = self.inner.heartbeat(collaborator)
+        if reply.done:
+            self._told(collaborator)
+        return reply
 
-    def get_tasks(self, collaborator: str, wait_seconds: float) -> TasksReply:
-        reply = self.inner.get_tasks(collaborator, wait_seconds)
-        if reply.status is PollStatus.DONE:
+    def get_tasks(self, collaborator: str, wait_seconds: float, *,
+                  wakeup: Wakeup | None = None) -> TasksReply:
+        reply = self.inner.get_tasks(collaborator, wait_seconds, wakeup=wakeup)
+        if reply.status in (PollStatus.DONE, PollStatus.FAILED):
             self._told(collaborator)
         return reply
 
@@ -98,15 +107,11 @@ class _FarewellTracker:
         with self._lock:
             self.told_done.add(collaborator)
 
-    def everyone_live_told(self) -> bool:
-        status = self.inner.status()
-        collaborators = status.get("collaborators", {})
-        assert isinstance(collaborators, dict)
+    def not_yet_told(self) -> list[str]:
+        """Collaborators of the plan not told that the federation ended (nor dropped)."""
         with self._lock:
-            return all(
-                name in self.told_done or not info.get("active")
-                for name, info in collaborators.items()
-            )
+            told = set(self.told_done)
+        return self.inner.awaiting_farewell(told)
 
 
 @dataclass
@@ -118,40 +123,71 @@ class RunningAggregator:
     allow_custom: bool = False
     _tracker: _FarewellTracker | None = None
     _lock: ProcessLock | None = None
+    _grpc: AggregatorGRPCServer | None = None
     final_metrics: dict[str, Any] = field(default_factory=dict)
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    _revoked_seen: frozenset[str] = frozenset()
 
     @property
     def port(self) -> int:
         return self.server.port
 
-    def write_status(self) -> dict[str, Any]:
+    def write_status(self, **extra: Any) -> dict[str, Any]:
         status = dict(self.aggregator.status())
         status["address"] = f"{self.server.host}:{self.server.port}"
         status["updated_unix"] = time.time()
         if self.final_metrics:
             status["final_test"] = self.final_metrics
+        status.update(extra)
         replace_derived(self.workspace.status_path, json.dumps(status, indent=1, default=str))
         return status
 
+    def _poll_revocations(self) -> None:
+        """Tell the rounds about newly revoked participants, so they stop waiting at once."""
+        revoked = getattr(self._grpc, "revoked_participants", None)
+        if revoked is None:
+            return
+        names = frozenset(revoked())
+        new = names - self._revoked_seen
+        self._revoked_seen = names
+        if new:
+            self.aggregator.mark_revoked(sorted(new))
+
     def run(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """Serve until the federation ends; return the final test metrics (or raise)."""
+        """Serve until the federation ends; return the final test metrics (or raise).
+
+        ``stop_requested`` (set by a SIGTERM/SIGINT handler) ends it early and gracefully:
+        returns ``{"stopped": True}`` with the state saved, to be resumed by a restart.
+        """
         end = None if timeout is None else time.monotonic() + timeout
         try:
             while not self.aggregator.wait_until_done(STATUS_INTERVAL_SECONDS):
+                self._poll_revocations()
                 self.write_status()
-                if self.aggregator.failed:
-                    break
+                if self.stop_requested.is_set():
+                    return self._stop_gracefully()
                 if end is not None and time.monotonic() > end:
                     raise FederationError(f"federation not finished after {timeout} s")
             if self.aggregator.failed:
                 self.write_status()
+                self._say_farewell()
                 raise FederationError(f"federation failed: {self.aggregator.failed}")
             self.final_metrics = self.finish()
+            write_checksums(self.workspace.output_dir)
             self.write_status()
             self._say_farewell()
             return self.final_metrics
         finally:
             self.stop()
+
+    def _stop_gracefully(self) -> dict[str, Any]:
+        log.info("stopping on request: no new work; in-flight uploads get %.0f s; the state is "
+                 "saved and a restart resumes it", SHUTDOWN_GRACE_SECONDS)
+        self.aggregator.begin_shutdown()
+        self.server.stop(SHUTDOWN_GRACE_SECONDS)
+        self.aggregator.stop(SHUTDOWN_GRACE_SECONDS)
+        self.write_status(phase="stopped")
+        return {"stopped": True}
 
     def finish(self) -> dict[str, Any]:
         """Evaluate the final model on the held-out test set and export the models."""
@@ -179,16 +215,28 @@ class RunningAggregator:
         return metrics
 
     def _say_farewell(self) -> None:
+        """Keep answering until every collaborator of the plan has heard that it is over (or
+        was dropped: revoked, or silent for the liveness timeout), so none waits in vain."""
         tracker = self._tracker
         if tracker is None:
             return
-        end = time.monotonic() + FAREWELL_SECONDS
-        while time.monotonic() < end and not tracker.everyone_live_told():
+        liveness = self.plan.stragglers.liveness_timeout_seconds
+        end = time.monotonic() + max(FAREWELL_SECONDS, liveness + FAREWELL_SECONDS)
+        waiting = tracker.not_yet_told()
+        if waiting:
+            log.info("waiting for %s to hear that the federation ended", ", ".join(waiting))
+        while waiting and time.monotonic() < end and not self.stop_requested.is_set():
             time.sleep(0.05)  # shutdown only; never on a round's path
+            self._poll_revocations()
+            waiting = tracker.not_yet_told()
+        if waiting:
+            log.warning("exiting without telling %s that the federation ended",
+                        ", ".join(waiting))
 
     def stop(self, grace: float | None = 1.0) -> None:
-        self.aggregator.stop()
+        self.aggregator.begin_shutdown()
         self.server.stop(grace)
+        self.aggregator.stop()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -219,7 +267,8 @@ def start_aggregator(
         # release_free_heap: without it the heap keeps the freed chunks of every upload
         # resident, through aggregation and on into later rounds (see transport.memory).
         aggregator = Aggregator(plan, initial_weights=initial, state_dir=ws.state_dir,
-                                output_dir=ws.output_dir, after_upload=release_free_heap_after)
+                                output_dir=ws.output_dir, after_upload=release_free_heap_after,
+                                fault_hook=fault_hook_from_env())
         tracker = _FarewellTracker(aggregator)
         grpc_server = AggregatorGRPCServer(
             tracker, aggregator_name=plan.aggregator.name,
@@ -237,6 +286,7 @@ def start_aggregator(
         lock.release()
         raise
     handle = RunningAggregator(plan=plan, workspace=ws, aggregator=aggregator, server=running,
-                               allow_custom=allow_custom, _tracker=tracker, _lock=lock)
+                               allow_custom=allow_custom, _tracker=tracker, _lock=lock,
+                               _grpc=grpc_server)
     handle.write_status()
     return handle

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from openfl_like.cli.options import allow_custom_option, plan_dir_option, workspace_option
 from openfl_like.cli.pki import pki_dir_option
+from openfl_like.cli.signals import stop_on_signals
 from openfl_like.core.errors import FederationError
 from openfl_like.pki import PkiStore
 
@@ -32,6 +33,10 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
           port: int | None, allow_custom: bool) -> None:
     """Serve the federation over mutual TLS until its last round; resume saved state if any.
 
+    SIGTERM or Ctrl-C stops it gracefully: no new work, in-flight uploads get a few seconds,
+    the state is saved, collaborators are told to come back later, exit code 0. Starting it
+    again resumes the federation. A second signal exits at once.
+
     The aggregator's certificate and key come from the PKI store under the plan's aggregator
     name (aggregator.name, default 'aggregator').
     """
@@ -41,11 +46,12 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
     plan = load_plan(plan_dir)
     running = start_aggregator(plan, pki=store, workspace=workspace, host=host, port=port,
                                allow_custom=allow_custom)
-    try:
+    with stop_on_signals(running.stop_requested, what="the aggregator"):
         final = running.run()
-    except KeyboardInterrupt:
-        running.stop()
-        raise
+    if final.get("stopped"):
+        click.echo(f"aggregator of {plan.federation.name} stopped; the state is saved and "
+                   "`fx aggregator start` resumes it")
+        return
     summary = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))
     click.echo(f"federation {plan.federation.name} finished: {summary or 'no test metrics'}")
 

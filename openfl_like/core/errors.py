@@ -12,6 +12,8 @@ Exception tree (catch the narrowest you can handle)::
     ├── ProtocolError               malformed message / tensor          -> INVALID_ARGUMENT
     ├── ResourceLimitError          over a configured size limit        -> RESOURCE_EXHAUSTED
     ├── NotFoundError               unknown tensor, round, experiment   -> NOT_FOUND
+    ├── UnavailableError            the server cannot serve now (disk full, shutting down)
+    │                                                                   -> UNAVAILABLE (retried)
     ├── ConnectionFailedError       peer unreachable after retries      (client side)
     ├── FederationError             the federation cannot go on (quorum lost, bad state)
     └── ConfigError                 settings or environment overrides are invalid
@@ -90,6 +92,13 @@ class ResourceLimitError(OpenflLikeError):
 class NotFoundError(OpenflLikeError):
     code = "not_found"
     exit_code = 5
+
+
+class UnavailableError(OpenflLikeError):
+    """A passing condition on the server's side: the caller should retry with backoff."""
+
+    code = "unavailable"
+    exit_code = 6
 
 
 class ConnectionFailedError(OpenflLikeError):

@@ -79,6 +79,7 @@ class PollStatus(str, enum.Enum):
     WORK = "work"  # tasks are attached
     WAIT = "wait"  # nothing yet; ask again (the server already held the call for a while)
     DONE = "done"  # the federation has ended; the collaborator should exit
+    FAILED = "failed"  # the federation ended as failed (``reason``); exit non-zero
 
     def __str__(self) -> str:
         return self.value
@@ -127,9 +128,11 @@ class HandshakeReply:
     round_number: int
     rounds_total: int
     done: bool = False
+    failed: str = ""  # why the federation failed ('' unless it did)
 
 
 @dataclass(frozen=True)
 class HeartbeatReply:
     round_number: int
     done: bool = False
+    failed: str = ""

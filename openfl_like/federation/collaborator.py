@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from openfl_like.core.errors import NotFoundError, OpenflLikeError
+from openfl_like.core.errors import FederationError, NotFoundError, OpenflLikeError
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import (
     HandshakeReply,
@@ -97,6 +97,7 @@ class Collaborator:
         self.summary = CollaboratorSummary(name)
         self._model_round: int | None = None
         self._stop = threading.Event()
+        self._working = threading.Event()  # set while a task runs (heartbeats needed)
 
     def stop(self) -> None:
         """Ask the loop to end after the current call (used on shutdown and in tests)."""
@@ -106,6 +107,8 @@ class Collaborator:
         """Work until the federation ends; raises OpenflLikeError when refused or mismatched."""
         hello = self.port.handshake(self.settings.plan_digest, self.settings.fingerprint)
         log.info("%s joined at round %d of %d", self.name, hello.round_number, hello.rounds_total)
+        if hello.failed:
+            raise FederationError(f"the federation failed: {hello.failed}")
         if hello.done:
             self.summary.reason = "federation already finished"
             return self.summary
@@ -113,6 +116,9 @@ class Collaborator:
         try:
             while not self._stop.is_set():
                 reply = self.port.get_tasks()
+                if reply.status is PollStatus.FAILED:
+                    self.summary.reason = reply.reason
+                    raise FederationError(reply.reason or "the federation failed")
                 if reply.status is PollStatus.DONE:
                     self.summary.reason = reply.reason or "federation finished"
                     break
@@ -126,12 +132,16 @@ class Collaborator:
         return self.summary
 
     def _start_heartbeat(self) -> threading.Thread | None:
+        """Beats only while a task runs: a parked long-poll or a transfer already tells the
+        aggregator that this collaborator is alive, so idle beats would be pure cost."""
         interval = self.settings.heartbeat_seconds
         if interval <= 0:
             return None
 
         def beat() -> None:
             while not self._stop.wait(interval):
+                if not self._working.is_set():
+                    continue
                 try:
                     if self.port.heartbeat().done:
                         return
@@ -174,7 +184,11 @@ class Collaborator:
 
     def _execute(self, task: TaskSpec) -> TaskOutcome:
         batch = int(task.params.get("batch_size", self.settings.batch_size))
-        if task.kind is TaskKind.TRAIN:
-            epochs = int(task.params.get("epochs", self.settings.epochs))
-            return self.runner.train(epochs=epochs, batch_size=batch)
-        return self.runner.validate(batch_size=batch)
+        self._working.set()
+        try:
+            if task.kind is TaskKind.TRAIN:
+                epochs = int(task.params.get("epochs", self.settings.epochs))
+                return self.runner.train(epochs=epochs, batch_size=batch)
+            return self.runner.validate(batch_size=batch)
+        finally:
+            self._working.clear()

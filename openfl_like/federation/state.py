@@ -12,11 +12,12 @@ Layout of the state folder::
 
 Why a journal and not a full snapshot per result: rewriting a snapshot that lists every result
 of the round costs O(n) per result, O(n^2) per round at 1000 collaborators. An appended line that
-is fsynced is just as atomic: ``load`` keeps the longest prefix of lines whose checksum holds and
-cuts a torn tail. A result is *applied* exactly when its line is in the journal: a crash before
-leaves it unapplied (the collaborator's retry stages it again), a crash after leaves it applied
-(the retry is answered as a duplicate). The snapshot itself is replaced atomically (core.fsutil)
-at round close, after the new model file is on disk.
+is fsynced is just as atomic: ``load`` cuts a torn last line and refuses a damaged line that
+good lines follow (that is corruption, not a crash). Concurrent appends share one fsync
+(``Journal``: group commit). A result is *applied* exactly when its line is in the journal: a
+crash before leaves it unapplied (the collaborator's retry stages it again), a crash after
+leaves it applied (the retry is answered as a duplicate). The snapshot itself is replaced
+atomically (core.fsutil) at round close, after the new model file is on disk.
 
 Derived models: when the aggregate is a pure function of the round's updates (synchronous FedAvg,
 median, trimmed mean: no server optimizer, no base model), the snapshot names the staged update
@@ -28,16 +29,18 @@ and fsyncing a second copy of the model every round (~0.5 s per 256 MiB here) is
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openfl_like.core.errors import FederationError
+from openfl_like.core.errors import FederationError, OpenflLikeError, UnavailableError
 from openfl_like.core.fsutil import atomic_write
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import ResultKey
@@ -52,7 +55,7 @@ from openfl_like.federation.tensorfile import (
 log = get_logger(__name__)
 
 STATE_FILE = "state.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the snapshot carries its SHA-256
 _JOURNAL = re.compile(r"^journal-(\d+)\.jsonl$")
 
 
@@ -160,7 +163,7 @@ class AggregatorState:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> AggregatorState:
-        if raw.get("format") != FORMAT_VERSION:
+        if raw.get("format") not in (1, FORMAT_VERSION):
             raise FederationError(f"{STATE_FILE}: unsupported format {raw.get('format')!r}")
         return cls(
             plan_digest=raw["plan_digest"],
@@ -184,6 +187,105 @@ def _line(record: ResultRecord) -> bytes:
     return f"{hashlib.sha256(body.encode()).hexdigest()} {body}\n".encode()
 
 
+def _parse_line(raw_line: bytes) -> ResultRecord:
+    text = raw_line.decode()
+    digest, _, body = text.rstrip("\n").partition(" ")
+    if not text.endswith("\n") or hashlib.sha256(body.encode()).hexdigest() != digest:
+        raise ValueError("checksum")
+    return ResultRecord.from_json(json.loads(body))
+
+
+def disk_error(path: Path, exc: OSError) -> OpenflLikeError:
+    """A write that failed: out of space is the server's passing problem (clients retry)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UnavailableError(f"the aggregator is out of disk space (writing {path}); "
+                                "retry later")
+    return FederationError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+class Journal:
+    """The open round's append-only journal file, with group commit.
+
+    Each line is written whole (a short write is continued; a failed one is cut back off, so no
+    torn line is ever followed by a good one) and made durable by ``fsync``. Appenders that
+    arrive while another one syncs wait for that sync to finish and then find their line
+    covered, so N concurrent results cost about one fsync, not N (group commit).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        created = not path.exists()
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if created:
+                _fsync_dir(path.parent)  # the journal's name must survive a crash too
+        except OSError as exc:
+            raise disk_error(path, exc) from None
+        self._size = os.fstat(self._fd).st_size
+        self._write_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._written = 0  # lines written by this object
+        self._synced = 0  # lines known durable
+        self._closed = False
+
+    def append(self, record: ResultRecord) -> int:
+        """Write one line (not yet durable); returns the ticket that ``sync`` waits for."""
+        data = _line(record)
+        with self._write_lock:
+            if self._closed:
+                raise FederationError(f"{self.path}: the round's journal is closed")
+            try:
+                done = 0
+                while done < len(data):
+                    wrote = os.write(self._fd, data[done:])
+                    if wrote <= 0:
+                        raise OSError(errno.EIO, "short write")
+                    done += wrote
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)  # never leave half a line behind
+                raise disk_error(self.path, exc) from None
+            self._size += len(data)
+            self._written += 1
+            return self._written
+
+    def sync(self, upto: int) -> None:
+        """Return once line ``upto`` is on disk; one fsync serves every line written so far."""
+        with self._sync_lock:
+            if self._synced >= upto:
+                return  # another appender's fsync covered this line
+            with self._write_lock:
+                if self._closed:
+                    return  # the round closed: its snapshot made the line's effect durable
+                target = self._written
+                fd = os.dup(self._fd)
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise disk_error(self.path, exc) from None
+            finally:
+                os.close(fd)
+            self._synced = target
+
+    def close(self) -> None:
+        with self._write_lock:
+            if not self._closed:
+                self._closed = True
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_SUM = re.compile(r',"sha256":"([0-9a-f]{64})"\}\s*$')
+
+
 class StateStore:
     """Reads and writes one aggregator state folder."""
 
@@ -192,6 +294,7 @@ class StateStore:
         self.models = self.root / "models"
         self.staging = self.root / "staging"
         self._history_cache: list[tuple[Any, str]] = []  # (history record, its JSON)
+        self._journal: Journal | None = None
 
     @property
     def state_path(self) -> Path:
@@ -212,30 +315,54 @@ class StateStore:
         return self.staging / f"{stem}.bin"
 
     def load(self) -> AggregatorState:
+        """The snapshot and the open round's journal; a damaged file is an error naming it."""
         try:
-            raw = json.loads(self.state_path.read_text())
+            text = self.state_path.read_text()
         except (OSError, ValueError) as exc:
             raise FederationError(f"{self.state_path}: unreadable state ({exc})") from None
+        match = _SUM.search(text)
+        if match is not None:
+            body = text[:match.start()] + "}"
+            if hashlib.sha256(body.encode()).hexdigest() != match.group(1):
+                raise FederationError(
+                    f"{self.state_path}: checksum mismatch: the saved state was changed or "
+                    "damaged; refusing to resume from it"
+                )
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise FederationError(f"{self.state_path}: unreadable state ({exc})") from None
+        if match is None:
+            if raw.get("format") != 1:
+                raise FederationError(f"{self.state_path}: no checksum; refusing to resume")
+            log.warning("%s: written before snapshots had checksums; trusting it once",
+                        self.state_path)
+        raw.pop("sha256", None)
         state = AggregatorState.from_json(raw)
         state.results = self._read_journal(state.round_number)
         return state
 
     def _read_journal(self, round_number: int) -> list[ResultRecord]:
+        """The journal's records. A damaged last line is a torn write (cut off, with a warning);
+        a damaged line with good lines after it is corruption, never silently dropped."""
         path = self.journal_path(round_number)
         if not path.exists():
             return []
         records: list[ResultRecord] = []
         good = 0
         data = path.read_bytes()
-        for raw_line in data.splitlines(keepends=True):
+        lines = data.splitlines(keepends=True)
+        for number, raw_line in enumerate(lines, start=1):
             try:
-                text = raw_line.decode()
-                digest, _, body = text.rstrip("\n").partition(" ")
-                if not text.endswith("\n") or hashlib.sha256(body.encode()).hexdigest() != digest:
-                    raise ValueError("checksum")
-                records.append(ResultRecord.from_json(json.loads(body)))
+                records.append(_parse_line(raw_line))
             except (ValueError, KeyError, TypeError):
-                log.warning("%s: dropping a torn journal tail after %d results", path, len(records))
+                if number < len(lines):
+                    raise FederationError(
+                        f"{path}: line {number} is damaged (checksum mismatch) and "
+                        f"{len(lines) - number} line(s) follow it; refusing to resume "
+                        "without the results it acknowledged"
+                    ) from None
+                log.warning("%s: dropping a torn last line after %d results", path, len(records))
                 break
             good += len(raw_line)
         if good != len(data):
@@ -244,27 +371,51 @@ class StateStore:
                 os.fsync(handle.fileno())
         return records
 
-    def append(self, round_number: int, record: ResultRecord) -> None:
-        """Durably add one result to the open round's journal (the moment it counts as applied)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+    def append(self, round_number: int, record: ResultRecord, *, durable: bool = True
+               ) -> tuple[Journal, int]:
+        """Add one result to the open round's journal. It counts as applied once durable:
+        with ``durable`` on return, else after ``sync(ticket)``, which callers run outside
+        their lock so that concurrent results share one fsync."""
         path = self.journal_path(round_number)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, _line(record))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        journal = self._journal
+        if journal is None or journal.path != path:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if journal is not None:
+                journal.close()
+            journal = self._journal = Journal(path)
+        ticket = (journal, journal.append(record))
+        if durable:
+            self.sync(ticket)
+        return ticket
+
+    @staticmethod
+    def sync(ticket: tuple[Journal, int]) -> None:
+        journal, line = ticket
+        journal.sync(line)
 
     def save(self, state: AggregatorState) -> None:
         """Replace the snapshot atomically, then drop journals of other rounds."""
-        atomic_write(self.state_path, self._encode(state))
+        try:
+            atomic_write(self.state_path, self._encode(state))
+        except OSError as exc:
+            raise disk_error(self.state_path, exc) from None
+        if self._journal is not None and \
+                self._journal.path != self.journal_path(state.round_number):
+            self._journal.close()
+            self._journal = None
         for path in self.root.glob("journal-*.jsonl"):
             match = _JOURNAL.match(path.name)
             if match and int(match.group(1)) != state.round_number:
                 path.unlink(missing_ok=True)
 
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
     def _encode(self, state: AggregatorState) -> str:
-        """The snapshot's JSON, each history record encoded once (it never changes once closed).
+        """The snapshot's JSON with its SHA-256 as the last key; each history record encoded
+        once (it never changes once closed).
 
         This runs at every round close, so its cost must not grow with the history: records
         seen before are reused from a cache held by identity. Compact on purpose: ``indent``
@@ -279,7 +430,9 @@ class StateStore:
         cached.extend((rec, json.dumps(rec, sort_keys=True, separators=(",", ":")))
                       for rec in history[len(cached):])
         rest = json.dumps(raw, sort_keys=True, separators=(",", ":"))
-        return '{"history":[' + ",".join(text for _, text in cached) + "]," + rest[1:]
+        body = '{"history":[' + ",".join(text for _, text in cached) + "]," + rest[1:]
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        return f'{body[:-1]},"sha256":"{digest}"}}'
 
     def collect_garbage(self, state: AggregatorState, *, staging: bool) -> None:
         for path in self.garbage(state, staging=staging):

@@ -9,6 +9,12 @@ after the data is fsynced: a file without its manifest is an interrupted write. 
 keeps the manifest in its own durable record (``commit(manifest_file=False)``, ``layout_of``):
 the aggregator's staged updates carry theirs in the journal line that applies them.
 
+Checksums: every tensor's bytes carry a CRC-32 in the layout (computed while they stream past,
+~2 GB/s here), and the manifest file carries the SHA-256 of its own body. A reader checks each
+tensor's CRC when it has read the tensor through (whole, or block by block in order), so a
+changed byte on disk is an error that names the file, never a silently different model. A reader
+may skip that check (``verify=False``) for a file this process wrote itself moments ago.
+
 Why a background ``fdatasync`` while writing: the kernel would otherwise hold every dirty page
 until ``commit`` and then write the whole file on the caller's critical path (~0.5 s per 256 MiB
 here). Syncing every ``SYNC_EVERY_BYTES`` from a helper thread (it releases the GIL) lets the disk
@@ -18,9 +24,11 @@ work while the caller receives or computes the next tensor, so ``commit`` only w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +52,7 @@ class TensorEntry:
     dtype: np.dtype[Any]
     shape: tuple[int, ...]
     offset: int
+    crc32: int | None = None  # of the tensor's bytes; None in files written before checksums
 
     @property
     def size(self) -> int:
@@ -58,18 +67,44 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + MANIFEST_SUFFIX)
 
 
-Layout = dict[str, dict[str, Any]]  # a manifest as JSON: name -> {dtype, shape, offset}
+Layout = dict[str, dict[str, Any]]  # name -> {dtype, shape, offset, crc32}
 
 
 def layout_of(entries: Mapping[str, TensorEntry]) -> Layout:
-    return {name: {"dtype": e.dtype.str, "shape": list(e.shape), "offset": e.offset}
-            for name, e in entries.items()}
+    layout: Layout = {}
+    for name, e in entries.items():
+        item: dict[str, Any] = {"dtype": e.dtype.str, "shape": list(e.shape), "offset": e.offset}
+        if e.crc32 is not None:
+            item["crc32"] = e.crc32
+        layout[name] = item
+    return layout
 
 
 def entries_of(layout: Mapping[str, Mapping[str, Any]]) -> dict[str, TensorEntry]:
     return {name: TensorEntry(name, np.dtype(v["dtype"]), tuple(int(d) for d in v["shape"]),
-                              int(v["offset"]))
+                              int(v["offset"]),
+                              None if v.get("crc32") is None else int(v["crc32"]))
             for name, v in layout.items()}
+
+
+def encode_manifest(entries: Mapping[str, TensorEntry]) -> str:
+    """The manifest file's text: the layout plus the SHA-256 of the layout's JSON."""
+    body = json.dumps(layout_of(entries), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    return f'{{"sha256":"{digest}","tensors":{body}}}'
+
+
+def decode_manifest(path: Path, text: str) -> dict[str, TensorEntry]:
+    """Entries of a manifest file; a checksum mismatch is an error naming ``path``."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    if "tensors" not in raw:  # written before manifests had checksums
+        return entries_of(raw)
+    body = json.dumps(raw["tensors"], sort_keys=True, separators=(",", ":"))
+    if hashlib.sha256(body.encode()).hexdigest() != raw.get("sha256"):
+        raise FederationError(f"{path}: manifest checksum mismatch (the file was changed)")
+    return entries_of(raw["tensors"])
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -132,12 +167,13 @@ class TensorFileWriter:
         self._unsynced = 0
 
     def _write_bytes(self, data: memoryview) -> None:
+        """Write all of ``data``; a short write is continued, a write of nothing is an error."""
         assert self._handle is not None
         done = 0
         while done < len(data):
             wrote = self._handle.write(data[done:done + _WRITE_PIECE])
             if not wrote:
-                raise FederationError(f"{self.path}: short write")
+                raise OSError(f"{self.path}: short write (nothing written)")
             done += wrote
             self._unsynced += wrote
             if self._unsynced >= SYNC_EVERY_BYTES:
@@ -159,11 +195,14 @@ class TensorFileWriter:
         if pad:
             self._write_bytes(memoryview(b"\0" * pad))
             self._offset += pad
-        entry = TensorEntry(name, dtype, tuple(int(d) for d in data.shape), self._offset)
+        crc = 0
         if data.nbytes:
-            self._write_bytes(memoryview(data.reshape(-1)).cast("B"))
+            view = memoryview(data.reshape(-1)).cast("B")
+            crc = zlib.crc32(view)
+            self._write_bytes(view)
         self._offset += data.nbytes
-        self._entries[name] = entry
+        self._entries[name] = TensorEntry(name, dtype, tuple(int(d) for d in data.shape),
+                                          self._offset - data.nbytes, crc)
 
     def write_stream(self, name: str, dtype: np.dtype[Any], shape: tuple[int, ...],
                      pieces: Iterable[memoryview | bytes]) -> None:
@@ -184,19 +223,20 @@ class TensorFileWriter:
             self._write_bytes(memoryview(b"\0" * pad))
             self._offset += pad
         entry = TensorEntry(name, dtype, tuple(int(d) for d in shape), self._offset)
-        written = 0
+        written = crc = 0
         for piece in pieces:
             view = memoryview(piece).cast("B")
             if written + len(view) > entry.nbytes:
                 raise FederationError(f"{self.path}: tensor {name!r} overruns its "
                                       f"{entry.nbytes} bytes")
+            crc = zlib.crc32(view, crc)
             self._write_bytes(view)
             written += len(view)
             self._offset += len(view)
         if written != entry.nbytes:
             raise FederationError(f"{self.path}: tensor {name!r} got {written} of its "
                                   f"{entry.nbytes} bytes")
-        self._entries[name] = entry
+        self._entries[name] = TensorEntry(entry.name, entry.dtype, entry.shape, entry.offset, crc)
 
     @property
     def entries(self) -> Mapping[str, TensorEntry]:
@@ -218,8 +258,7 @@ class TensorFileWriter:
         self._handle.close()
         self._handle = None
         if manifest_file:
-            atomic_write(manifest_path(self.path),
-                         json.dumps(layout_of(self._entries), sort_keys=True))
+            atomic_write(manifest_path(self.path), encode_manifest(self._entries))
         else:
             _fsync_dir(self.path.parent)  # the new file's name must survive a crash too
         return dict(self._entries)
@@ -260,15 +299,24 @@ def remove_tensor_file(path: str | os.PathLike[str]) -> None:
 
 
 class TensorFileReader:
-    """Block reads of a committed tensor file (``entries``: its layout, kept elsewhere)."""
+    """Block reads of a committed tensor file (``entries``: its layout, kept elsewhere).
+
+    With ``verify`` each tensor's CRC-32 is checked once it has been read through in order
+    (``read``, or ``read_into`` from element 0 upwards without gaps); a mismatch raises
+    FederationError naming the file and tensor.
+    """
 
     def __init__(self, path: str | os.PathLike[str],
-                 entries: Mapping[str, TensorEntry] | None = None) -> None:
+                 entries: Mapping[str, TensorEntry] | None = None, *,
+                 verify: bool = True) -> None:
         self.path = Path(path)
+        self.verify = verify
+        self._progress: dict[str, tuple[int, int]] = {}  # name -> (next element, running crc)
         try:
             self.entries: dict[str, TensorEntry] = (
                 dict(entries) if entries is not None
-                else entries_of(json.loads(manifest_path(self.path).read_text()))
+                else decode_manifest(manifest_path(self.path),
+                                     manifest_path(self.path).read_text())
             )
             self._handle: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -282,13 +330,35 @@ class TensorFileReader:
         got = self._handle.readinto(view)
         if got != len(view):
             raise FederationError(f"{self.path}: tensor {name!r} is truncated")
+        if self.verify and entry.crc32 is not None:
+            self._check(entry, start, len(out), view)
         return out
+
+    def _check(self, entry: TensorEntry, start: int, count: int, view: memoryview) -> None:
+        expected_start, crc = self._progress.get(entry.name, (0, 0))
+        if start == 0:
+            crc = 0
+        elif start != expected_start:
+            return  # not an in-order pass: nothing to conclude from this read
+        crc = zlib.crc32(view, crc)
+        done = start + count
+        if done >= entry.size:
+            self._progress.pop(entry.name, None)
+            if crc != entry.crc32:
+                raise FederationError(
+                    f"{self.path}: tensor {entry.name!r} fails its checksum (the file was "
+                    "changed or damaged on disk)"
+                )
+        else:
+            self._progress[entry.name] = (done, crc)
 
     def read(self, name: str) -> np.ndarray:
         entry = self.entries[name]
         out = np.empty(entry.size, dtype=entry.dtype)
         if entry.size:
             self.read_into(name, 0, out)
+        elif self.verify and entry.crc32 not in (None, 0):
+            raise FederationError(f"{self.path}: tensor {name!r} fails its checksum")
         return out.reshape(entry.shape)
 
     def read_all(self) -> dict[str, np.ndarray]:
@@ -307,6 +377,7 @@ class TensorFileReader:
         return iter(self.entries)
 
 
-def read_tensor_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    with TensorFileReader(path) as reader:
+def read_tensor_file(path: str | os.PathLike[str], *, verify: bool = True
+                     ) -> dict[str, np.ndarray]:
+    with TensorFileReader(path, verify=verify) as reader:
         return reader.read_all()

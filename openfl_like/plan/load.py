@@ -434,6 +434,8 @@ def _parse_stragglers(s: _Section, num_collaborators: int) -> StragglerSettings:
         on_deadline_without_quorum=s.string("on_deadline_without_quorum",
                                             d.on_deadline_without_quorum,
                                             choices=("wait", "fail")),
+        liveness_timeout_seconds=s.number("liveness_timeout_seconds",
+                                          d.liveness_timeout_seconds, minimum=0),
     )
     if result.min_collaborators > num_collaborators:
         raise s.error("min_collaborators", f"must be <= the {num_collaborators} collaborators "

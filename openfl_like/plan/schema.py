@@ -103,6 +103,10 @@ class StragglerSettings:
     # 0 = a majority of cols.yaml, resolved by the loader (ceil(n / 2)).
     min_collaborators: int = 0
     on_deadline_without_quorum: str = "wait"  # wait | fail
+    # A participant with no call and no parked long-poll for this long is dropped from the
+    # rounds (they close without it) until it calls again; 0 turns this off. Keep it well above
+    # collaborator.heartbeat_seconds (the heartbeat is its sign of life while it trains).
+    liveness_timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

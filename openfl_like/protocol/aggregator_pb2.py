@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from openfl_like.protocol import base_pb2 as openfl__like_dot_protocol_dot_proto_dot_base__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+openfl_like/protocol/proto/aggregator.proto\x12\x0eopenfl_like.v1\x1a%openfl_like/protocol/proto/base.proto\"\xdf\x01\n\x10HandshakeRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x13\n\x0bplan_digest\x18\x02 \x01(\t\x12O\n\x10plan_fingerprint\x18\x03 \x03(\x0b\x32\x35.openfl_like.v1.HandshakeRequest.PlanFingerprintEntry\x1a\x36\n\x14PlanFingerprintEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\x11HandshakeResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x14\n\x0cround_number\x18\x02 \x01(\x03\x12\x14\n\x0crounds_total\x18\x03 \x01(\x03\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"A\n\x10HeartbeatRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\"f\n\x11HeartbeatResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x14\n\x0cround_number\x18\x02 \x01(\x03\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\"V\n\x0fGetTasksRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"M\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cround_number\x18\x03 \x01(\x03\x12\x13\n\x0bparams_json\x18\x04 \x01(\t\"\x9c\x01\n\x10GetTasksResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x14\n\x0cround_number\x18\x03 \x01(\x03\x12#\n\x05tasks\x18\x04 \x03(\x0b\x32\x14.openfl_like.v1.Task\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x86\x01\n\x1bGetAggregatedTensorsRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x14\n\x0cround_number\x18\x02 \x01(\x03\x12\x14\n\x0ctensor_names\x18\x03 \x03(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\"y\n\x1cGetAggregatedTensorsResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1b.openfl_like.v1.TensorChunk\"\xc8\x01\n\nResultMeta\x12\x14\n\x0c\x63ollaborator\x18\x01 \x01(\t\x12\x14\n\x0cround_number\x18\x02 \x01(\x03\x12\x11\n\ttask_name\x18\x03 \x01(\t\x12\x11\n\tdata_size\x18\x04 \x01(\x03\x12\x38\n\x07metrics\x18\x05 \x03(\x0b\x32\'.openfl_like.v1.ResultMeta.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa4\x01\n\x1bSendLocalTaskResultsRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x1a.openfl_like.v1.ResultMeta\x12*\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x1b.openfl_like.v1.TensorChunk\"\x83\x01\n\x1cSendLocalTaskResultsResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\"A\n\x10GetStatusRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\"W\n\x11GetStatusResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x13\n\x0bstatus_json\x18\x02 \x01(\t2\xbb\x04\n\nAggregator\x12P\n\tHandshake\x12 .openfl_like.v1.HandshakeRequest\x1a!.openfl_like.v1.HandshakeResponse\x12P\n\tHeartbeat\x12 .openfl_like.v1.HeartbeatRequest\x1a!.openfl_like.v1.HeartbeatResponse\x12M\n\x08GetTasks\x12\x1f.openfl_like.v1.GetTasksRequest\x1a .openfl_like.v1.GetTasksResponse\x12s\n\x14GetAggregatedTensors\x12+.openfl_like.v1.GetAggregatedTensorsRequest\x1a,.openfl_like.v1.GetAggregatedTensorsResponse0\x01\x12s\n\x14SendLocalTaskResults\x12+.openfl_like.v1.SendLocalTaskResultsRequest\x1a,.openfl_like.v1.SendLocalTaskResultsResponse(\x01\x12P\n\tGetStatus\x12 .openfl_like.v1.GetStatusRequest\x1a!.openfl_like.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+openfl_like/protocol/proto/aggregator.proto\x12\x0eopenfl_like.v1\x1a%openfl_like/protocol/proto/base.proto\"\xdf\x01\n\x10HandshakeRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x13\n\x0bplan_digest\x18\x02 \x01(\t\x12O\n\x10plan_fingerprint\x18\x03 \x03(\x0b\x32\x35.openfl_like.v1.HandshakeRequest.PlanFingerprintEntry\x1a\x36\n\x14PlanFingerprintEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x11HandshakeResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x14\n\x0cround_number\x18\x02 \x01(\x03\x12\x14\n\x0crounds_total\x18\x03 \x01(\x03\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\t\"A\n\x10HeartbeatRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\"v\n\x11HeartbeatResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x14\n\x0cround_number\x18\x02 \x01(\x03\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\t\"V\n\x0fGetTasksRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"M\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cround_number\x18\x03 \x01(\x03\x12\x13\n\x0bparams_json\x18\x04 \x01(\t\"\x9c\x01\n\x10GetTasksResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x14\n\x0cround_number\x18\x03 \x01(\x03\x12#\n\x05tasks\x18\x04 \x03(\x0b\x32\x14.openfl_like.v1.Task\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x86\x01\n\x1bGetAggregatedTensorsRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x14\n\x0cround_number\x18\x02 \x01(\x03\x12\x14\n\x0ctensor_names\x18\x03 \x03(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\"y\n\x1cGetAggregatedTensorsResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1b.openfl_like.v1.TensorChunk\"\xc8\x01\n\nResultMeta\x12\x14\n\x0c\x63ollaborator\x18\x01 \x01(\t\x12\x14\n\x0cround_number\x18\x02 \x01(\x03\x12\x11\n\ttask_name\x18\x03 \x01(\t\x12\x11\n\tdata_size\x18\x04 \x01(\x03\x12\x38\n\x07metrics\x18\x05 \x03(\x0b\x32\'.openfl_like.v1.ResultMeta.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa4\x01\n\x1bSendLocalTaskResultsRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x1a.openfl_like.v1.ResultMeta\x12*\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x1b.openfl_like.v1.TensorChunk\"\x83\x01\n\x1cSendLocalTaskResultsResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\"A\n\x10GetStatusRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\"W\n\x11GetStatusResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1d.openfl_like.v1.MessageHeader\x12\x13\n\x0bstatus_json\x18\x02 \x01(\t2\xbb\x04\n\nAggregator\x12P\n\tHandshake\x12 .openfl_like.v1.HandshakeRequest\x1a!.openfl_like.v1.HandshakeResponse\x12P\n\tHeartbeat\x12 .openfl_like.v1.HeartbeatRequest\x1a!.openfl_like.v1.HeartbeatResponse\x12M\n\x08GetTasks\x12\x1f.openfl_like.v1.GetTasksRequest\x1a .openfl_like.v1.GetTasksResponse\x12s\n\x14GetAggregatedTensors\x12+.openfl_like.v1.GetAggregatedTensorsRequest\x1a,.openfl_like.v1.GetAggregatedTensorsResponse0\x01\x12s\n\x14SendLocalTaskResults\x12+.openfl_like.v1.SendLocalTaskResultsRequest\x1a,.openfl_like.v1.SendLocalTaskResultsResponse(\x01\x12P\n\tGetStatus\x12 .openfl_like.v1.GetStatusRequest\x1a!.openfl_like.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,34 +40,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HANDSHAKEREQUEST']._serialized_end=326
   _globals['_HANDSHAKEREQUEST_PLANFINGERPRINTENTRY']._serialized_start=272
   _globals['_HANDSHAKEREQUEST_PLANFINGERPRINTENTRY']._serialized_end=326
-  _globals['_HANDSHAKERESPONSE']._serialized_start=328
-  _globals['_HANDSHAKERESPONSE']._serialized_end=452
-  _globals['_HEARTBEATREQUEST']._serialized_start=454
-  _globals['_HEARTBEATREQUEST']._serialized_end=519
-  _globals['_HEARTBEATRESPONSE']._serialized_start=521
-  _globals['_HEARTBEATRESPONSE']._serialized_end=623
-  _globals['_GETTASKSREQUEST']._serialized_start=625
-  _globals['_GETTASKSREQUEST']._serialized_end=711
-  _globals['_TASK']._serialized_start=713
-  _globals['_TASK']._serialized_end=790
-  _globals['_GETTASKSRESPONSE']._serialized_start=793
-  _globals['_GETTASKSRESPONSE']._serialized_end=949
-  _globals['_GETAGGREGATEDTENSORSREQUEST']._serialized_start=952
-  _globals['_GETAGGREGATEDTENSORSREQUEST']._serialized_end=1086
-  _globals['_GETAGGREGATEDTENSORSRESPONSE']._serialized_start=1088
-  _globals['_GETAGGREGATEDTENSORSRESPONSE']._serialized_end=1209
-  _globals['_RESULTMETA']._serialized_start=1212
-  _globals['_RESULTMETA']._serialized_end=1412
-  _globals['_RESULTMETA_METRICSENTRY']._serialized_start=1366
-  _globals['_RESULTMETA_METRICSENTRY']._serialized_end=1412
-  _globals['_SENDLOCALTASKRESULTSREQUEST']._serialized_start=1415
-  _globals['_SENDLOCALTASKRESULTSREQUEST']._serialized_end=1579
-  _globals['_SENDLOCALTASKRESULTSRESPONSE']._serialized_start=1582
-  _globals['_SENDLOCALTASKRESULTSRESPONSE']._serialized_end=1713
-  _globals['_GETSTATUSREQUEST']._serialized_start=1715
-  _globals['_GETSTATUSREQUEST']._serialized_end=1780
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1782
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1869
-  _globals['_AGGREGATOR']._serialized_start=1872
-  _globals['_AGGREGATOR']._serialized_end=2443
+  _globals['_HANDSHAKERESPONSE']._serialized_start=329
+  _globals['_HANDSHAKERESPONSE']._serialized_end=469
+  _globals['_HEARTBEATREQUEST']._serialized_start=471
+  _globals['_HEARTBEATREQUEST']._serialized_end=536
+  _globals['_HEARTBEATRESPONSE']._serialized_start=538
+  _globals['_HEARTBEATRESPONSE']._serialized_end=656
+  _globals['_GETTASKSREQUEST']._serialized_start=658
+  _globals['_GETTASKSREQUEST']._serialized_end=744
+  _globals['_TASK']._serialized_start=746
+  _globals['_TASK']._serialized_end=823
+  _globals['_GETTASKSRESPONSE']._serialized_start=826
+  _globals['_GETTASKSRESPONSE']._serialized_end=982
+  _globals['_GETAGGREGATEDTENSORSREQUEST']._serialized_start=985
+  _globals['_GETAGGREGATEDTENSORSREQUEST']._serialized_end=1119
+  _globals['_GETAGGREGATEDTENSORSRESPONSE']._serialized_start=1121
+  _globals['_GETAGGREGATEDTENSORSRESPONSE']._serialized_end=1242
+  _globals['_RESULTMETA']._serialized_start=1245
+  _globals['_RESULTMETA']._serialized_end=1445
+  _globals['_RESULTMETA_METRICSENTRY']._serialized_start=1399
+  _globals['_RESULTMETA_METRICSENTRY']._serialized_end=1445
+  _globals['_SENDLOCALTASKRESULTSREQUEST']._serialized_start=1448
+  _globals['_SENDLOCALTASKRESULTSREQUEST']._serialized_end=1612
+  _globals['_SENDLOCALTASKRESULTSRESPONSE']._serialized_start=1615
+  _globals['_SENDLOCALTASKRESULTSRESPONSE']._serialized_end=1746
+  _globals['_GETSTATUSREQUEST']._serialized_start=1748
+  _globals['_GETSTATUSREQUEST']._serialized_end=1813
+  _globals['_GETSTATUSRESPONSE']._serialized_start=1815
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1902
+  _globals['_AGGREGATOR']._serialized_start=1905
+  _globals['_AGGREGATOR']._serialized_end=2476
 # @@protoc_insertion_point(module_scope)

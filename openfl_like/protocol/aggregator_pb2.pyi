@@ -25,16 +25,18 @@ class HandshakeRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., plan_digest: _Optional[str] = ..., plan_fingerprint: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class HandshakeResponse(_message.Message):
-    __slots__ = ("header", "round_number", "rounds_total", "done")
+    __slots__ = ("header", "round_number", "rounds_total", "done", "failed")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     ROUND_NUMBER_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
     header: _base_pb2.MessageHeader
     round_number: int
     rounds_total: int
     done: bool
-    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., round_number: _Optional[int] = ..., rounds_total: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+    failed: str
+    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., round_number: _Optional[int] = ..., rounds_total: _Optional[int] = ..., done: _Optional[bool] = ..., failed: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("header",)
@@ -43,14 +45,16 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("header", "round_number", "done")
+    __slots__ = ("header", "round_number", "done", "failed")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     ROUND_NUMBER_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
     header: _base_pb2.MessageHeader
     round_number: int
     done: bool
-    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., round_number: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+    failed: str
+    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., round_number: _Optional[int] = ..., done: _Optional[bool] = ..., failed: _Optional[str] = ...) -> None: ...
 
 class GetTasksRequest(_message.Message):
     __slots__ = ("header", "wait_seconds")

@@ -121,21 +121,25 @@ def handshake_to_pb(reply: HandshakeReply, header: base_pb2.MessageHeader) -> pb
         round_number=reply.round_number,
         rounds_total=reply.rounds_total,
         done=reply.done,
+        failed=reply.failed,
     )
 
 
 def handshake_from_pb(response: pb.HandshakeResponse) -> HandshakeReply:
     return HandshakeReply(
-        round_number=response.round_number, rounds_total=response.rounds_total, done=response.done
+        round_number=response.round_number, rounds_total=response.rounds_total,
+        done=response.done, failed=response.failed,
     )
 
 
 def heartbeat_to_pb(reply: HeartbeatReply, header: base_pb2.MessageHeader) -> pb.HeartbeatResponse:
-    return pb.HeartbeatResponse(header=header, round_number=reply.round_number, done=reply.done)
+    return pb.HeartbeatResponse(header=header, round_number=reply.round_number, done=reply.done,
+                                failed=reply.failed)
 
 
 def heartbeat_from_pb(response: pb.HeartbeatResponse) -> HeartbeatReply:
-    return HeartbeatReply(round_number=response.round_number, done=response.done)
+    return HeartbeatReply(round_number=response.round_number, done=response.done,
+                          failed=response.failed)
 
 
 def status_to_json(status: Mapping[str, object]) -> str:

@@ -14,6 +14,7 @@ PlanMismatchError           FAILED_PRECONDITION
 ProtocolError               INVALID_ARGUMENT
 ResourceLimitError          RESOURCE_EXHAUSTED
 NotFoundError               NOT_FOUND
+UnavailableError            UNAVAILABLE (clients retry it)
 FederationError, others     FAILED_PRECONDITION
 (unexpected exception)      INTERNAL
 ==========================  =====================
@@ -36,6 +37,7 @@ from openfl_like.core.errors import (
     PlanMismatchError,
     ProtocolError,
     ResourceLimitError,
+    UnavailableError,
 )
 from openfl_like.core.logging import get_logger
 
@@ -50,10 +52,12 @@ _TO_STATUS: tuple[tuple[type[OpenflLikeError], grpc.StatusCode], ...] = (
     (ProtocolError, grpc.StatusCode.INVALID_ARGUMENT),
     (ResourceLimitError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
 )
 
+# (UNAVAILABLE is retried by clients; when retries run out it is a ConnectionFailedError.)
 _FROM_STATUS: dict[grpc.StatusCode, type[OpenflLikeError]] = {
-    code: error for error, code in _TO_STATUS
+    code: error for error, code in _TO_STATUS if code is not grpc.StatusCode.UNAVAILABLE
 }
 
 # Never retried: the answer will not change by asking again.

@@ -108,6 +108,9 @@ def test_collaborator_killed_mid_round_round_closes_at_deadline(
         "stragglers.round_deadline_seconds": deadline,
         "stragglers.min_collaborators": 2,
         "stragglers.on_deadline_without_quorum": "wait",
+        # longer than the deadline, so the deadline closes the late rounds; after the last one
+        # the aggregator waits this long at most for the victim to hear that it is over
+        "stragglers.liveness_timeout_seconds": 15,
     })
     names = plan_collaborators(plan)
     victim, survivors = names[-1], names[:-1]

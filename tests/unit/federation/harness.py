@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from openfl_like.core.errors import UnavailableError
 from openfl_like.core.messages import (
     HandshakeReply,
     HeartbeatReply,
@@ -115,8 +117,14 @@ class InMemoryPort:
 
     def send_local_task_results(self, result: TaskResult, tensors: Mapping[str, np.ndarray]
                                 ) -> ResultAck:
-        stream = (NamedTensor(n, a, result.key.round_number) for n, a in tensors.items())
-        return self.aggregator.send_local_task_results(result, stream)
+        # UNAVAILABLE (a round closing, a full disk) is retried, as the gRPC client does.
+        for _ in range(500):
+            stream = (NamedTensor(n, a, result.key.round_number) for n, a in tensors.items())
+            try:
+                return self.aggregator.send_local_task_results(result, stream)
+            except UnavailableError:
+                time.sleep(0.01)
+        raise AssertionError(f"{result.key}: still unavailable after 5 s")
 
     def heartbeat(self) -> HeartbeatReply:
         return self.aggregator.heartbeat(self.name)

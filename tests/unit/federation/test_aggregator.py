@@ -216,7 +216,7 @@ def test_long_poll_wakes_parked_collaborators_without_waiting_out_the_poll(tmp_p
 
     thread = threading.Thread(target=park)
     thread.start()
-    while agg.status()["collaborators"]["col1"]["active"] is not True or not agg._parked.get(
+    while agg.status()["collaborators"]["col1"]["active"] is not True or not agg._round.parked.get(
             "col1"):
         threading.Event().wait(0.001)
     # col2 delivers; the round closes; col1 must get round 1 at once, not after 20 s.
@@ -253,10 +253,11 @@ def test_deadline_without_quorum_fails_when_plan_says_fail(tmp_path: Path) -> No
                                                "min_collaborators": 2,
                                                "on_deadline_without_quorum": "fail"}})
     agg = _agg(tmp_path, plan)
-    summaries = run_federation(plan, agg, names=["col1"])
+    # The collaborator is told, and ends with the reason as an error (a non-zero exit).
+    with pytest.raises(FederationError, match="federation failed: round 0: deadline"):
+        run_federation(plan, agg, names=["col1"])
     assert "deadline of 0.2 s passed with 1 of the 2" in agg.failed
     assert agg.status()["phase"] == "failed"
-    assert summaries["col1"].reason.startswith("federation failed")
 
 
 def test_deadline_without_quorum_waits_then_closes_when_quorum_arrives(tmp_path: Path) -> None:
@@ -267,7 +268,7 @@ def test_deadline_without_quorum_waits_then_closes_when_quorum_arrives(tmp_path:
     assert not agg.wait_until_done(0.3)  # past the deadline, only one of two: still open
     assert agg.round_number == 0 and not agg.failed
     agg.send_local_task_results(_train_result("col2", 0), _stream(initial_weights()))
-    assert agg.round_number == 1
+    assert agg.wait_for_round(1)
     assert agg.history[0]["closed_by"] == "deadline"
 
 
@@ -294,10 +295,11 @@ def test_resume_after_crash_gives_the_same_final_weights(tmp_path: Path) -> None
     everything = ("aggregated_model_validation", "train", "locally_tuned_model_validation")
     for name in ("col3", "col1", "col2"):
         deliver(crashed, name, 0, everything)
-    assert crashed.round_number == 1
+    assert crashed.wait_for_round(1)
     deliver(crashed, "col2", 1, everything)
     deliver(crashed, "col3", 1, ("aggregated_model_validation", "train"))
-    del crashed  # crash: nothing flushed, nothing closed
+    crashed.stop()  # (a crash: nothing is flushed; stop only ends the closer thread)
+    del crashed
     resumed = _agg(tmp_path / "crash", plan, initial_weights=None)
     assert resumed.round_number == 1
     assert resumed.status()["results_in"] == 5
@@ -376,10 +378,10 @@ def test_async_stale_update_is_down_weighted(tmp_path: Path) -> None:
     w0 = initial_weights()
     plus = {k: np.asarray(v + 1, dtype=v.dtype) for k, v in w0.items()}
     agg.send_local_task_results(_train_result("col1", 0, 10), _stream(plus))  # closes v0 -> v1
-    assert agg.round_number == 1
+    assert agg.wait_for_round(1)
     # col2 trained on version 0: its delta (+1) is applied to version 1 (constant weight).
     agg.send_local_task_results(_train_result("col2", 0, 10), _stream(plus))
-    assert agg.round_number == 2
+    assert agg.wait_for_round(2)
     np.testing.assert_allclose(agg.weights()["dense/bias"], np.full(3, 2.0))
 
 
@@ -479,7 +481,7 @@ def test_after_upload_hook_runs_after_each_staged_update_before_the_close(tmp_pa
 
     def hook(nbytes: int) -> None:
         assert nbytes == sum(a.nbytes for a in agg.weights().values())
-        trains = [r for r in agg._state.results if r.key.task_name == "train"]
+        trains = [r for r in agg._round.results if r.key.task_name == "train"]
         seen.append((agg._state.round_number, len(trains)))
 
     agg = _agg(tmp_path, plan, after_upload=hook)

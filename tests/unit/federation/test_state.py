@@ -16,8 +16,11 @@ def test_snapshot_round_trips_while_history_grows_and_is_replaced(tmp_path: Path
         state.history.append({"round": r, "metrics": {"train": {"loss": 1.0 / (r + 1)}}})
         state.round_number = r + 1
         store.save(state)
-        # The file is plain JSON with the same content as to_json(), whatever was cached.
-        assert json.loads(store.state_path.read_text()) == json.loads(json.dumps(state.to_json()))
+        # The file is plain JSON with the same content as to_json() (plus its checksum),
+        # whatever was cached.
+        saved = json.loads(store.state_path.read_text())
+        assert len(saved.pop("sha256")) == 64
+        assert saved == json.loads(json.dumps(state.to_json()))
     # A history that is not an extension of the cached one (e.g. rebuilt) is encoded afresh.
     state.history = [{"round": 9}]
     store.save(state)

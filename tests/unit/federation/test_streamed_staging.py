@@ -63,7 +63,7 @@ def test_large_tensor_is_staged_holding_about_one_chunk(tmp_path: Path) -> None:
             key = ResultKey(collaborator, 0, task)
             assert agg.send_local_task_result_streams(
                 TaskResult(key, 10, {"acc": 0.5}), iter([])).accepted
-    assert agg.round_number == 1
+    assert agg.wait_for_round(1)
     weights = agg.weights()["w"]
     assert weights.shape == (BIG,) and np.all(weights == 3.0)
     agg.stop()
