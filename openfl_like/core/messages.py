@@ -112,6 +112,9 @@ class TaskResult:
     key: ResultKey
     data_size: int
     metrics: Mapping[str, float] = field(default_factory=dict)
+    # Metrics-only results of the same collaborator and round sent along with this one (one
+    # upload per round instead of one per task).
+    also: tuple[TaskResult, ...] = ()
 
 
 @dataclass(frozen=True)

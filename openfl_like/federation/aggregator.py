@@ -64,10 +64,17 @@ from openfl_like.federation.round_close import (
     RoundTransaction,
 )
 from openfl_like.federation.round_state import RoundRules, RoundState, Verdict
-from openfl_like.federation.state import AggregatorState, ResultRecord, StateStore, disk_error
+from openfl_like.federation.state import (
+    AggregatorState,
+    Journal,
+    ResultRecord,
+    StateStore,
+    disk_error,
+)
 from openfl_like.federation.status_view import status_of
-from openfl_like.federation.tensorfile import Layout, write_tensor_file
-from openfl_like.federation.uploads import Stager, refuse_tensors
+from openfl_like.federation.tensorbuffer import INLINE_MAX_BYTES
+from openfl_like.federation.tensorfile import write_tensor_file
+from openfl_like.federation.uploads import Staged, Stager, refuse_tensors
 from openfl_like.federation.validation import ModelSpec, check_data_size, check_metrics
 from openfl_like.plan.digest import describe_differences, plan_digest, plan_fingerprint
 from openfl_like.plan.schema import Plan
@@ -96,6 +103,8 @@ class Aggregator:
     ``initial_weights`` seed a new federation (e.g. ``runner.get_weights()``); with existing
     state in ``state_dir`` the federation resumes where it stopped and they are ignored.
     ``fault_hook(step, round)`` is called at each step of a close (tests inject failures).
+    Updates of a model of at most ``inline_max_bytes`` are kept in their journal line instead
+    of a staging file (``tensorbuffer``); 0 stages every update as a file.
     """
 
     def __init__(
@@ -110,6 +119,7 @@ class Aggregator:
         after_upload: Callable[[int], object] | None = None,
         fault_hook: FaultHook | None = None,
         close_retry: CloseRetry | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
         start: bool = True,
     ) -> None:
         self.plan = plan
@@ -150,7 +160,7 @@ class Aggregator:
         self._spec = ModelSpec.of(model)
         self._model: dict[str, np.ndarray] = model
         self._model_bytes = sum(a.nbytes for a in model.values())
-        self._stager = Stager(self._store, self._spec)
+        self._stager = Stager(self._store, self._spec, inline_max_bytes=inline_max_bytes)
         rules = RoundRules(self._collaborators, self._rounds, plan.stragglers, plan.mode,
                            plan.stragglers.liveness_timeout_seconds)
         self._round = RoundState.open(rules, make_assigner(plan), self._state.round_number,
@@ -451,33 +461,50 @@ class Aggregator:
         return self._receive(result, lambda key: self._stager.stage_streams(key, tensors),
                              lambda key: refuse_tensors(key, (t.name for t in tensors)))
 
-    def _receive(self, result: TaskResult, stage: Callable[[ResultKey], tuple[str, Layout]],
-                 no_tensors: Callable[[ResultKey], None]) -> ResultAck:
+    def _checked(self, result: TaskResult) -> list[TaskResult]:
+        """The upload's results (the main one first), each checked; only the main one may be a
+        train result, and all belong to one collaborator and round."""
+        results = [result, *result.also]
         key = result.key
         self._check_participant(key.collaborator)
+        for extra in result.also:
+            if (extra.key.collaborator, extra.key.round_number) != \
+                    (key.collaborator, key.round_number) or extra.also:
+                raise ProtocolError(f"{extra.key}: results sent with {key} must be of the same "
+                                    "collaborator and round")
+            if extra.key.task_name == TaskKind.TRAIN.value:
+                raise ProtocolError(f"{extra.key}: a train result must be the upload's first")
+        if len({str(r.key) for r in results}) != len(results):
+            raise ProtocolError(f"{key}: the same result twice in one upload")
+        return [TaskResult(r.key, check_data_size(
+                    r.data_size, needs_positive=r.key.task_name == TaskKind.TRAIN.value),
+                    check_metrics(r.metrics)) for r in results]
+
+    def _receive(self, result: TaskResult, stage: Callable[[ResultKey], Staged],
+                 no_tensors: Callable[[ResultKey], None]) -> ResultAck:
+        results = self._checked(result)
+        key = result.key
         is_train = key.task_name == TaskKind.TRAIN.value
-        metrics = check_metrics(result.metrics)
-        data_size = check_data_size(result.data_size, needs_positive=is_train)
         with self._lock:
             self._round.touch(key.collaborator, self._clock())
             early = self._refusal(key)
         if early is not None:
+            self._receive_also(results[1:])
             return early
-        staged: str | None = None
-        layout: Layout | None = None
+        staged: Staged | None = None
         if is_train:
             try:
-                staged, layout = stage(key)
+                staged = stage(key)
             except UnavailableError as exc:
                 self.set_disk_problem(exc.message)
                 log.error("upload of %s refused: %s", key, exc.message)
                 raise
-            self._models.fresh.add(staged)
-            if self._after_upload is not None:
+            if staged.name:
+                self._models.fresh.add(staged.name)
+            if self._after_upload is not None and staged.inline is None:
                 self._after_upload(self._model_bytes)
         else:
             no_tensors(key)
-        record = ResultRecord(key, data_size, metrics, staged, layout)
         with self._lock:
             try:
                 late = self._refusal(key)
@@ -486,26 +513,59 @@ class Aggregator:
                 raise
             if late is not None:
                 self._unstage(staged)
-                return late
-            try:
-                # Metrics-only results skip the fsync: losing one in a crash only means the
-                # collaborator is asked for it again.
-                ticket = self._store.append(self._state.round_number, record, durable=False)
-            except UnavailableError as exc:
-                self._disk_problem = exc.message
-                self._unstage(staged)
-                raise
-            self._round.record(record)
-            due = self._round.verdict(self._clock()) is not Verdict.OPEN
-        if is_train:
+                outcome = late
+            else:
+                main = ResultRecord(key, results[0].data_size, dict(results[0].metrics),
+                                    staged.name if staged else None,
+                                    staged.layout if staged else None,
+                                    staged.inline if staged else None)
+                ticket = self._journal_locked(main, staged)
+                outcome = ResultAck(accepted=True, message=f"{key} applied")
+            due, also_ticket = self._record_also_locked(results[1:])
+            due = due or (late is None and self._round.verdict(self._clock()) is not Verdict.OPEN)
+        if late is None and is_train:
             self._store.sync(ticket)  # outside the lock: concurrent uploads share one fsync
+        elif also_ticket is not None:
+            self._store.sync(also_ticket)
         if due:
             self._closer.signal()
-        return ResultAck(accepted=True, message=f"{key} applied")
+        return outcome
 
-    def _unstage(self, staged: str | None) -> None:
-        if staged:
-            self._store.remove_staged(staged)
+    def _journal_locked(self, record: ResultRecord, staged: Staged | None
+                        ) -> tuple[Journal, int]:
+        try:
+            # Metrics-only results skip the fsync: losing one in a crash only means the
+            # collaborator is asked for it again.
+            ticket = self._store.append(self._state.round_number, record, durable=False)
+        except UnavailableError as exc:
+            self._disk_problem = exc.message
+            self._unstage(staged)
+            raise
+        self._round.record(record)
+        return ticket
+
+    def _record_also_locked(self, extras: Sequence[TaskResult]
+                            ) -> tuple[bool, tuple[Journal, int] | None]:
+        """Journal the metrics-only results that came with an upload (lock held)."""
+        ticket = None
+        for extra in extras:
+            if self._refusal(extra.key) is None:
+                ticket = self._journal_locked(
+                    ResultRecord(extra.key, extra.data_size, dict(extra.metrics)), None)
+        return bool(extras) and self._round.verdict(self._clock()) is not Verdict.OPEN, ticket
+
+    def _receive_also(self, extras: Sequence[TaskResult]) -> None:
+        """The main result was refused or a duplicate: its companions may still count."""
+        if not extras:
+            return
+        with self._lock:
+            due, _ = self._record_also_locked(extras)
+        if due:
+            self._closer.signal()
+
+    def _unstage(self, staged: Staged | None) -> None:
+        if staged is not None and staged.name:
+            self._store.remove_staged(staged.name)
 
     # ----------------------------------------------------------------------------- operations
     def mark_revoked(self, names: Iterable[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -161,26 +161,36 @@ class Collaborator:
                 return
             self.runner.set_weights(weights)
             self._model_round = round_number
+        # Every task of the round runs first; then one upload carries the train update with
+        # the metrics of the others (one call per round instead of one per task).
+        results: list[TaskResult] = []
+        tensors: Mapping[str, np.ndarray] = {}
         for task in tasks:
             outcome = self._execute(task)
-            tensors: Mapping[str, np.ndarray] = (
-                self.runner.get_weights() if task.kind is TaskKind.TRAIN else {}
-            )
             result = TaskResult(ResultKey(self.name, round_number, task.name),
                                 data_size=outcome.data_size, metrics=dict(outcome.metrics))
-            ack = self.port.send_local_task_results(result, tensors)
-            self.summary.last_round = round_number
-            if not ack.accepted:
-                self.summary.results_refused += 1
-                log.warning("%s: %s refused: %s", self.name, result.key, ack.message)
-                return
-            if not ack.duplicate:
-                self.summary.results_sent += 1
-            self.summary.last_metrics[task.name] = dict(outcome.metrics)
             if task.kind is TaskKind.TRAIN:
-                self.summary.rounds_trained += 1
+                tensors = self.runner.get_weights()
+                results.insert(0, result)
                 # The runner now holds the local model; the next round must fetch the global.
                 self._model_round = None
+            else:
+                results.append(result)
+        if not results:
+            return
+        main = replace(results[0], also=tuple(results[1:]))
+        ack = self.port.send_local_task_results(main, tensors)
+        self.summary.last_round = round_number
+        if not ack.accepted:
+            self.summary.results_refused += 1
+            log.warning("%s: %s refused: %s", self.name, main.key, ack.message)
+            return
+        if not ack.duplicate:
+            self.summary.results_sent += len(results)
+        for result in results:
+            self.summary.last_metrics[result.key.task_name] = dict(result.metrics)
+            if result.key.task_name == TaskKind.TRAIN.value:
+                self.summary.rounds_trained += 1
 
     def _execute(self, task: TaskSpec) -> TaskOutcome:
         batch = int(task.params.get("batch_size", self.settings.batch_size))

@@ -34,6 +34,7 @@ from openfl_like.federation.state import (
     StateStore,
     disk_error,
 )
+from openfl_like.federation.tensorbuffer import MemoryTensorReader
 from openfl_like.federation.tensorfile import (
     TensorFileReader,
     read_tensor_file,
@@ -231,7 +232,7 @@ class RoundTransaction:
         """The next model, built beside the current one (which stays served until the swap)."""
         r = inp.round_number
         trains = sorted((rec for rec in inp.results
-                         if rec.key.task_name == TaskKind.TRAIN.value and rec.staged),
+                         if rec.key.task_name == TaskKind.TRAIN.value and rec.has_update),
                         key=lambda rec: str(rec.key))
         model = dict(inp.model)
         readers: list[TensorFileReader] = []
@@ -239,9 +240,7 @@ class RoundTransaction:
             contributions = []
             bases: dict[int, TensorFileReader] = {}
             for rec in trains:
-                assert rec.staged is not None
-                reader = self.models.reader(self.store.staging / rec.staged,
-                                            rec.staged_entries())
+                reader = self._update_reader(rec)
                 readers.append(reader)
                 base = None
                 weight = float(rec.data_size)
@@ -266,7 +265,7 @@ class RoundTransaction:
                 reader.close()
         for array in model.values():
             array.flags.writeable = False
-        if self.algorithm.stateless and not self._async:
+        if self.algorithm.stateless and not self._async and all(t.staged for t in trains):
             # The staged updates are durable already; recomputing from them gives these bits.
             state.derived_models[r + 1] = [
                 DerivedPart(c.reader.path.name, c.collaborator, c.weight, c.tie_break,
@@ -284,6 +283,15 @@ class RoundTransaction:
             self._write(opt_name, optimizer)
             state.optimizer_file = opt_name
         return model
+
+    def _update_reader(self, rec: ResultRecord) -> TensorFileReader:
+        """A staged update's reader: its staging file, or the bytes its journal line keeps."""
+        entries = rec.staged_entries()
+        if rec.inline is not None:
+            assert entries is not None
+            return MemoryTensorReader(rec.inline, entries, label=f"the journal line of {rec.key}")
+        assert rec.staged is not None
+        return self.models.reader(self.store.staging / rec.staged, entries)
 
     def _write(self, name: str, tensors: Mapping[str, np.ndarray]) -> None:
         path = self.store.model_path(name)

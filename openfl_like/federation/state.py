@@ -44,6 +44,7 @@ from openfl_like.core.errors import FederationError, OpenflLikeError, Unavailabl
 from openfl_like.core.fsutil import atomic_write
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import ResultKey
+from openfl_like.federation.tensorbuffer import decode_inline, encode_inline
 from openfl_like.federation.tensorfile import (
     MANIFEST_SUFFIX,
     Layout,
@@ -70,19 +71,28 @@ class ResultRecord:
     # The staged file's manifest (tensorfile.layout_of): durable in this checksummed line, so
     # the staged file needs no manifest file of its own. None: it has one (older state).
     layout: Layout | None = None
+    # A small update's bytes, kept in this line instead of a staging file (tensorbuffer).
+    inline: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
-        raw = {"key": asdict(self.key), "data_size": self.data_size, "metrics": self.metrics,
-               "staged": self.staged}
+        raw: dict[str, Any] = {"key": asdict(self.key), "data_size": self.data_size,
+                               "metrics": self.metrics, "staged": self.staged}
         if self.layout is not None:
             raw["layout"] = self.layout
+        if self.inline is not None:
+            raw["inline"] = encode_inline(self.inline)
         return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ResultRecord:
+        inline = raw.get("inline")
         return cls(ResultKey(**raw["key"]), int(raw["data_size"]),
                    {str(k): float(v) for k, v in raw["metrics"].items()}, raw.get("staged"),
-                   raw.get("layout"))
+                   raw.get("layout"), None if inline is None else decode_inline(inline))
+
+    @property
+    def has_update(self) -> bool:
+        return self.staged is not None or self.inline is not None
 
     def staged_entries(self) -> dict[str, TensorEntry] | None:
         return None if self.layout is None else entries_of(self.layout)

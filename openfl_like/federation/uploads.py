@@ -10,25 +10,42 @@ with a CRC-32 per tensor, goes into the journal line that applies it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
 
 from openfl_like.core.errors import ProtocolError
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import NamedTensor, ResultKey, TensorStream
 from openfl_like.federation.state import StateStore, disk_error
-from openfl_like.federation.tensorfile import Layout, TensorFileWriter, layout_of
+from openfl_like.federation.tensorbuffer import INLINE_MAX_BYTES, MemoryTensorWriter
+from openfl_like.federation.tensorfile import Layout, TensorEntry, TensorFileWriter, layout_of
 from openfl_like.federation.validation import ModelSpec, finite_pieces
 
 log = get_logger(__name__)
 
 
-class Stager:
-    """Writes updates of a model shaped like ``spec`` into ``store``'s staging folder."""
+@dataclass(frozen=True)
+class Staged:
+    """Where a received update went: a staging file (``name``) or memory (``inline``)."""
 
-    def __init__(self, store: StateStore, spec: ModelSpec) -> None:
+    name: str | None
+    layout: Layout
+    inline: bytes | None = None
+
+
+class Stager:
+    """Writes updates of a model shaped like ``spec`` into ``store``'s staging folder, or,
+    for a model of at most ``inline_max_bytes``, into memory (its journal line keeps it)."""
+
+    def __init__(self, store: StateStore, spec: ModelSpec, *,
+                 inline_max_bytes: int = INLINE_MAX_BYTES) -> None:
         self.store = store
         self.spec = spec
+        self.inline = sum(t.dtype.itemsize * int(np.prod(t.shape, dtype=np.int64))
+                          for t in spec.tensors.values()) <= inline_max_bytes
 
-    def stage_tensors(self, key: ResultKey, tensors: Iterator[NamedTensor]) -> tuple[str, Layout]:
+    def stage_tensors(self, key: ResultKey, tensors: Iterator[NamedTensor]) -> Staged:
         def write(writer: TensorFileWriter) -> None:
             for tensor in tensors:
                 self.spec.check_tensor(tensor.name, tensor.array, seen=writer.entries)
@@ -39,8 +56,7 @@ class Stager:
 
         return self._stage(key, write)
 
-    def stage_streams(self, key: ResultKey, streams: Iterator[TensorStream]
-                      ) -> tuple[str, Layout]:
+    def stage_streams(self, key: ResultKey, streams: Iterator[TensorStream]) -> Staged:
         def write(writer: TensorFileWriter) -> None:
             for stream in streams:
                 self.spec.check_layout(stream.name, stream.dtype, stream.shape,
@@ -50,26 +66,32 @@ class Stager:
 
         return self._stage(key, write)
 
-    def _stage(self, key: ResultKey, write: Callable[[TensorFileWriter], None]
-               ) -> tuple[str, Layout]:
+    def _stage(self, key: ResultKey, write: Callable[[TensorFileWriter], None]) -> Staged:
+        if self.inline:
+            memory = MemoryTensorWriter(f"upload {key}")
+            return Staged(None, layout_of(self._fill(key, memory, write)), memory.data)
         path = self.store.staging_path(key)
         try:
             writer = TensorFileWriter(path)
         except OSError as exc:
             raise disk_error(path, exc) from None
+        entries = self._fill(key, writer, write)
+        return Staged(path.name, layout_of(entries))
+
+    def _fill(self, key: ResultKey, writer: TensorFileWriter,
+              write: Callable[[TensorFileWriter], None]) -> dict[str, TensorEntry]:
         try:
             write(writer)
             self.spec.check_complete(writer.entries)
-            entries = writer.commit(manifest_file=False)
+            return writer.commit(manifest_file=False)
         except BaseException as exc:
             writer.abort()
             if isinstance(exc, ProtocolError):
                 log.warning("refused %s: %s", key, exc.message)
                 raise ProtocolError(f"{key}: {exc.message}") from None
             if isinstance(exc, OSError):
-                raise disk_error(path, exc) from None
+                raise disk_error(writer.path, exc) from None
             raise
-        return path.name, layout_of(entries)
 
 
 def refuse_tensors(key: ResultKey, names: Iterator[str]) -> None:

@@ -111,7 +111,7 @@ class GetAggregatedTensorsResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., chunk: _Optional[_Union[_base_pb2.TensorChunk, _Mapping]] = ...) -> None: ...
 
 class ResultMeta(_message.Message):
-    __slots__ = ("collaborator", "round_number", "task_name", "data_size", "metrics")
+    __slots__ = ("collaborator", "round_number", "task_name", "data_size", "metrics", "also")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -124,12 +124,14 @@ class ResultMeta(_message.Message):
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     DATA_SIZE_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    ALSO_FIELD_NUMBER: _ClassVar[int]
     collaborator: str
     round_number: int
     task_name: str
     data_size: int
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, collaborator: _Optional[str] = ..., round_number: _Optional[int] = ..., task_name: _Optional[str] = ..., data_size: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    also: _containers.RepeatedCompositeFieldContainer[ResultMeta]
+    def __init__(self, collaborator: _Optional[str] = ..., round_number: _Optional[int] = ..., task_name: _Optional[str] = ..., data_size: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., also: _Optional[_Iterable[_Union[ResultMeta, _Mapping]]] = ...) -> None: ...
 
 class SendLocalTaskResultsRequest(_message.Message):
     __slots__ = ("header", "result", "chunk")

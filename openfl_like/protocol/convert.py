@@ -83,6 +83,9 @@ def tasks_reply_from_pb(response: pb.GetTasksResponse) -> TasksReply:
     )
 
 
+MAX_ALSO_RESULTS = 16
+
+
 def result_to_pb(result: TaskResult) -> pb.ResultMeta:
     return pb.ResultMeta(
         collaborator=result.key.collaborator,
@@ -90,16 +93,23 @@ def result_to_pb(result: TaskResult) -> pb.ResultMeta:
         task_name=result.key.task_name,
         data_size=result.data_size,
         metrics=dict(result.metrics),
+        also=[result_to_pb(extra) for extra in result.also],
     )
 
 
-def result_from_pb(meta: pb.ResultMeta) -> TaskResult:
+def result_from_pb(meta: pb.ResultMeta, *, nested: bool = False) -> TaskResult:
     if not meta.task_name:
         raise ProtocolError("result without a task name")
+    if meta.also and nested:
+        raise ProtocolError("results sent along with a result cannot carry more results")
+    if len(meta.also) > MAX_ALSO_RESULTS:
+        raise ProtocolError(f"at most {MAX_ALSO_RESULTS} results per upload "
+                            f"(got {len(meta.also) + 1})")
     return TaskResult(
         key=ResultKey(meta.collaborator, meta.round_number, meta.task_name),
         data_size=meta.data_size,
         metrics=dict(meta.metrics),
+        also=tuple(result_from_pb(extra, nested=True) for extra in meta.also),
     )
 
 

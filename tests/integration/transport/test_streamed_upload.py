@@ -38,8 +38,8 @@ def _result() -> TaskResult:
 @pytest.fixture
 def federation(pki: Pki, tmp_path: Path) -> Iterator[tuple[Aggregator, int, Path]]:
     plan = make_plan(tmp_path, cols=("col-a", "col-b"))
-    agg = Aggregator(plan, initial_weights=MODEL, state_dir=tmp_path / "state",
-                     write_outputs=False)
+    agg = Aggregator(plan, initial_weights=MODEL, inline_max_bytes=0,  # (file-staged)
+                     state_dir=tmp_path / "state", write_outputs=False)
     servicer = AggregatorGRPCServer(agg, aggregator_name=AGGREGATOR, federation_uuid=FEDERATION,
                                     tls_files=pki.files(AGGREGATOR), settings=fast_settings())
     running = servicer.start(host="127.0.0.1", port=0)

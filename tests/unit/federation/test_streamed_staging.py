@@ -98,7 +98,8 @@ def test_bad_streamed_updates_leave_nothing_staged_or_applied(tmp_path: Path,
                                                               reason: str) -> None:
     # Prepare
     plan = make_plan(tmp_path)
-    agg = Aggregator(plan, initial_weights=initial_weights(), state_dir=tmp_path / "state",
+    agg = Aggregator(plan, initial_weights=initial_weights(), inline_max_bytes=0,
+                     state_dir=tmp_path / "state",
                      write_outputs=False)
     before = agg.weights()
     # Act
