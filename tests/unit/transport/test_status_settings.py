@@ -131,10 +131,23 @@ def test_environment_overrides() -> None:
     assert settings.long_poll_slice_seconds == 0.25 and settings.server_workers == 2048
 
 
+def test_hostile_client_settings_defaults_and_overrides() -> None:
+    default = TransportSettings()
+    assert default.first_message_seconds == 10.0
+    assert (default.max_streams_per_peer, default.max_polls_per_peer) == (4, 2)
+    assert default.max_tensor_names_per_request == 10000
+    env = {"FX_FIRST_MESSAGE_SECONDS": "2.5", "FX_MAX_STREAMS_PER_PEER": "8",
+           "FX_MAX_POLLS_PER_PEER": "3", "FX_MAX_TENSOR_NAMES": "50"}  # fmt: skip
+    settings = TransportSettings.from_mapping({"max_polls_per_peer": 1}, env=env)
+    assert settings.first_message_seconds == 2.5 and settings.max_streams_per_peer == 8
+    assert settings.max_polls_per_peer == 3 and settings.max_tensor_names_per_request == 50
+
+
 @pytest.mark.parametrize("section", [
     {"chunk_sise": 1}, {"chunk_size": "lots"}, {"tls": "maybe"}, {"chunk_size": 0},
     {"chunk_size": 4 * MIB, "max_message_bytes": 4 * MIB}, {"keepalive": {"nope": 1}},
-    {"long_poll_slice_seconds": 0},
+    {"long_poll_slice_seconds": 0}, {"first_message_seconds": 0}, {"max_streams_per_peer": 0},
+    {"max_polls_per_peer": 0}, {"max_tensor_names_per_request": 0},
 ])  # fmt: skip
 def test_invalid_settings_name_the_key(section: dict) -> None:
     with pytest.raises(errors.ConfigError, match="network"):
