@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,10 +22,12 @@ from openfl_like.pki.csr import inspect_csr, write_csr
 from openfl_like.pki.identity import certificate_fingerprint
 from openfl_like.pki.keys import KEY_TYPES
 from openfl_like.pki.pem import load_certificate, read_file
-from openfl_like.pki.profiles import san_text
+from openfl_like.pki.profiles import CRL_VALIDITY, san_text
+from openfl_like.pki.revocation import crl_number
 from openfl_like.pki.store import DEFAULT_PKI_DIR, PKI_DIR_ENV, PkiStore
 from openfl_like.pki.verify import verify_certificate
 
+CRL_DAYS = CRL_VALIDITY.days
 PASSPHRASE_ENV = "FX_CA_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
 ROLES = "|".join(r.value for r in Role)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -265,6 +268,30 @@ def revoke(store: PkiStore, passphrase: bytes | None, name: str) -> None:
     ca.revoke(name)
     click.echo(f"revoked {name!r} (serial {certificate.serial_number:X}); CRL updated: "
                f"{store.crl_path}")
+
+
+@pki.group()
+def crl() -> None:
+    """The certificate revocation list (CRL) that servers load.
+
+    Servers refuse every caller once the CRL is past its next-update time, or when it is
+    replaced by one with a lower number: refresh it on the CA host before it expires.
+    """
+
+
+@crl.command()
+@pki_dir_option
+@passphrase_option
+@click.option("--days", type=click.IntRange(min=1, max=3650), default=CRL_DAYS,
+              show_default=True, help="Days until the new CRL's next update (servers refuse it "
+              "after that).")
+def refresh(store: PkiStore, passphrase: bytes | None, days: int) -> None:
+    """Re-sign the CRL: same revoked certificates, a higher number, a fresh next update."""
+    ca = CertificateAuthority.load(store, passphrase=passphrase)
+    new = ca.refresh_crl(validity=timedelta(days=days))
+    click.echo(f"CRL re-signed: number {crl_number(new)}, {len(new)} revoked certificate(s), "
+               f"next update {new.next_update_utc:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"  CRL  {store.crl_path}")
 
 
 @pki.command("list")

@@ -10,12 +10,15 @@ Exception tree (catch the narrowest you can handle)::
     ├── PermissionDeniedError       known, but not allowed              -> PERMISSION_DENIED
     ├── PlanMismatchError           peers run different plans/federations -> FAILED_PRECONDITION
     ├── ProtocolError               malformed message / tensor          -> INVALID_ARGUMENT
-    ├── ResourceLimitError          over a configured size limit        -> RESOURCE_EXHAUSTED
+    │   └── ResourceLimitError      over a configured size or count limit (same request, same
+    │                               answer: never worth a retry)        -> INVALID_ARGUMENT
+    ├── ResourceExhaustedError      busy now (per-peer call caps); retry -> RESOURCE_EXHAUSTED
     ├── NotFoundError               unknown tensor, round, experiment   -> NOT_FOUND
-    ├── UnavailableError            the server cannot serve now (disk full, shutting down)
-    │                                                                   -> UNAVAILABLE (retried)
     ├── ConnectionFailedError       peer unreachable after retries      (client side)
-    ├── FederationError             the federation cannot go on (quorum lost, bad state)
+    │   ├── UnavailableError        the server cannot serve now (disk full); retry -> UNAVAILABLE
+    │   └── DeadlineExceededError   a call took too long; retry         -> DEADLINE_EXCEEDED
+    ├── FederationError             the federation cannot go on (aggregation failed, quorum lost,
+    │                               bad state)                          -> ABORTED
     └── ConfigError                 settings or environment overrides are invalid
 
 The CLI turns any ``OpenflLikeError`` into one line on stderr and a non-zero exit code; the
@@ -84,9 +87,19 @@ class ProtocolError(OpenflLikeError):
     exit_code = 5
 
 
-class ResourceLimitError(OpenflLikeError):
-    code = "resource_exhausted"
+class ResourceLimitError(ProtocolError):
+    """A request over a configured limit: INVALID_ARGUMENT, not RESOURCE_EXHAUSTED, because
+    clients retry RESOURCE_EXHAUSTED and the same oversized request would be refused forever."""
+
+    code = "limit_exceeded"
     exit_code = 5
+
+
+class ResourceExhaustedError(OpenflLikeError):
+    """The server is busy for this caller now (a per-peer cap); the same call may pass later."""
+
+    code = "resource_exhausted"
+    exit_code = 6
 
 
 class NotFoundError(OpenflLikeError):
@@ -94,16 +107,21 @@ class NotFoundError(OpenflLikeError):
     exit_code = 5
 
 
-class UnavailableError(OpenflLikeError):
-    """A passing condition on the server's side: the caller should retry with backoff."""
-
-    code = "unavailable"
-    exit_code = 6
-
-
 class ConnectionFailedError(OpenflLikeError):
     code = "unavailable"
     exit_code = 6
+
+
+class UnavailableError(ConnectionFailedError):
+    """The server cannot serve now (e.g. its disk is full); clients retry with backoff."""
+
+    code = "unavailable"
+
+
+class DeadlineExceededError(ConnectionFailedError):
+    """A call did not complete in time (e.g. an upload whose first message never came)."""
+
+    code = "deadline_exceeded"
 
 
 class FederationError(OpenflLikeError):

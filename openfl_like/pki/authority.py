@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography import x509
@@ -229,6 +229,29 @@ class CertificateAuthority:
         cert = load_certificate(self.store.cert_path(name), f"certificate of {name!r}")
         self._revoke_serial(cert, reason=None)
 
+    def refresh_crl(
+        self, *, validity: timedelta = profiles.CRL_VALIDITY
+    ) -> x509.CertificateRevocationList:
+        """Re-sign the CRL with the same entries, the next CRL number and a fresh nextUpdate.
+
+        Servers refuse a CRL past its nextUpdate (and so every caller): refresh before then.
+        """
+        if validity <= timedelta(0):
+            raise ConfigError("CRL validity must be positive")
+        crl = load_crl(self.store.crl_path, self.signing_cert)
+        return self._write_crl(crl_entries(crl), crl_number(crl), validity=validity)
+
+    def _write_crl(
+        self, entries: list[RevokedEntry], previous_number: int, *,
+        validity: timedelta = profiles.CRL_VALIDITY,
+    ) -> x509.CertificateRevocationList:
+        """Every CRL this CA writes has a number above the one it replaces (servers refuse a
+        lower number as a rollback)."""
+        new = build_crl(self.signing_cert, self._signing_key, entries,
+                        number=previous_number + 1, validity=validity)
+        atomic_write(self.store.crl_path, crl_pem(new))
+        return new
+
     def is_revoked(self, cert: x509.Certificate) -> bool:
         crl = load_crl(self.store.crl_path, self.signing_cert)
         return crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
@@ -243,8 +266,7 @@ class CertificateAuthority:
         if any(e.serial == cert.serial_number for e in entries):
             return
         entries.append(RevokedEntry(cert.serial_number, _now(), reason))
-        new = build_crl(self.signing_cert, self._signing_key, entries, number=crl_number(crl) + 1)
-        atomic_write(self.store.crl_path, crl_pem(new))
+        self._write_crl(entries, crl_number(crl))
 
     def _supersede(self, cert_path: Path) -> None:
         """Replacing a certificate (--force) revokes the old one, so it cannot be used again."""

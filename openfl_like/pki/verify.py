@@ -1,19 +1,30 @@
 """Verify a participant certificate against a store, naming the first check that fails.
 
-Checks, in order: ``parse`` (a certificate with a usable CN), ``chain`` (signed by our signing
-CA, which the root signed), ``validity`` (now within every certificate's window), ``role`` (OU is
+Checks, in order: ``parse`` (a certificate with a usable CN), ``chain`` (a path to our root
+through our signing CA), ``validity`` (now within every certificate's window), ``role`` (OU is
 a known role, and the expected one when given), ``key_usage`` (a non-CA leaf with
 digitalSignature), ``extended_key_usage`` (serverAuth for server roles, clientAuth for client
 roles) and ``revoked`` (not on the CRL). Each failure is a ``VerificationError(check, message)``.
+
+The chain is built and checked by cryptography's verifier (``x509.verification``: RFC 5280 path
+building with the CA-profile checks of the WebPKI, pathLen, signatures), with the root as the
+only trust anchor and the signing CA as the one intermediate offered: a client verifier for
+client roles, a server verifier bound to the certificate's own first DNS/IP SAN for server roles
+(a server certificate without one is chained as a client: TLS clients will refuse it). To
+name the check that fails, it runs at a moment inside every certificate's validity window
+(``validity`` is checked on its own right after) and leaves the leaf's key usage and EKU to the
+named checks that follow.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.x509 import verification
 
 from openfl_like.core.errors import PkiError, VerificationError
 from openfl_like.core.ids import Role
@@ -38,19 +49,87 @@ def _as_certificate(cert_or_path: x509.Certificate | Path | str | bytes) -> x509
         raise VerificationError("parse", exc.message) from None
 
 
-def _check_issued_by(child: x509.Certificate, parent: x509.Certificate, what: str) -> None:
-    if child.issuer != parent.subject:
-        raise VerificationError(
-            "chain",
-            f"{what} is issued by {child.issuer.rfc4514_string()!r}, "
-            f"not by {parent.subject.rfc4514_string()!r}",
-        )
+def _chain_time(chain: list[x509.Certificate], now: datetime) -> datetime | None:
+    """``now`` if every certificate is valid then, else the moment nearest to it inside all the
+    windows (so an expiry shows up as ``validity``, not ``chain``); None when the windows do not
+    overlap at all."""
+    start = max(c.not_valid_before_utc for c in chain)
+    end = min(c.not_valid_after_utc for c in chain)
+    if start > end:
+        return None
+    return min(max(now, start), end)
+
+
+def _server_subject(cert: x509.Certificate) -> verification.Subject | None:
+    """The leaf's first DNS or IP SAN, to bind a server verifier to."""
     try:
-        child.verify_directly_issued_by(parent)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for general in sans:
+        if isinstance(general, x509.DNSName):
+            return verification.DNSName(general.value)
+        if isinstance(general, x509.IPAddress) and not isinstance(
+            general.value, (ipaddress.IPv4Network, ipaddress.IPv6Network)
+        ):
+            return verification.IPAddress(general.value)
+    return None
+
+
+def _check_chain(
+    cert: x509.Certificate, signing: x509.Certificate, root: x509.Certificate, now: datetime
+) -> None:
+    """A path leaf -> signing CA -> root, built and verified by cryptography's verifier."""
+    moment = _chain_time([cert, signing, root], now)
+    if moment is None:
+        # No moment at which all three are valid: no verifier can accept the path. Say
+        # ``chain`` only if the leaf is not even ours; otherwise the dates are the problem and
+        # the ``validity`` check names them.
+        reason = _chain_reason(cert, signing, "")
+        if not reason.startswith("no valid path"):
+            raise VerificationError("chain", reason)
+        return
+    try:
+        is_server = participant_role(cert).is_server
+    except VerificationError:
+        is_server = False  # the role check will name the problem
+    subject = _server_subject(cert) if is_server else None
+    ee_policy = verification.ExtensionPolicy.permit_all()  # key usage, EKU: named checks below
+    if subject is not None:  # a server verifier needs the SAN it binds to
+        ee_policy = ee_policy.require_present(
+            x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None
+        )
+    builder = (
+        verification.PolicyBuilder()
+        .store(verification.Store([root]))
+        .time(moment)
+        .max_chain_depth(1)  # at most one intermediate: our signing CA
+        .extension_policies(
+            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy
+        )
+    )
+    try:
+        if subject is not None:
+            path = builder.build_server_verifier(subject).verify(cert, [signing])
+        else:
+            path = builder.build_client_verifier().verify(cert, [signing]).chain
+    except verification.VerificationError as exc:
+        raise VerificationError("chain", _chain_reason(cert, signing, str(exc))) from None
+    if len(path) != 3 or path[1] != signing:  # participants are issued by the signing CA only
+        raise VerificationError("chain", _chain_reason(cert, signing, "not via the signing CA"))
+
+
+def _chain_reason(cert: x509.Certificate, signing: x509.Certificate, detail: str) -> str:
+    """Words for a refused chain; the verifier decided, this only says it plainly."""
+    signing_name = signing.subject.rfc4514_string()
+    if cert.issuer != signing.subject:
+        return (f"certificate is issued by {cert.issuer.rfc4514_string()!r}, not by our signing "
+                f"CA {signing_name!r}")
+    try:
+        cert.verify_directly_issued_by(signing)
     except (InvalidSignature, ValueError, TypeError):
-        raise VerificationError(
-            "chain", f"{what} signature does not verify with {parent.subject.rfc4514_string()!r}"
-        ) from None
+        return f"certificate signature does not verify with {signing_name!r}"
+    return f"no valid path to our root CA ({detail})"
 
 
 def _check_window(cert: x509.Certificate, what: str, now: datetime) -> None:
@@ -106,11 +185,7 @@ def verify_certificate(
     root = load_certificate(store.root_cert_path, "root CA certificate")
     signing = load_certificate(store.signing_cert_path, "signing CA certificate")
     name = participant_name(cert)
-    _check_issued_by(cert, signing, "certificate")
-    _check_issued_by(signing, root, "signing CA")
-    if root.issuer != root.subject:
-        raise VerificationError("chain", "root CA certificate is not self-signed")
-    _check_issued_by(root, root, "root CA")
+    _check_chain(cert, signing, root, moment)
     _check_window(cert, "certificate", moment)
     _check_window(signing, "signing CA", moment)
     _check_window(root, "root CA", moment)

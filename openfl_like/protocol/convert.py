@@ -1,8 +1,15 @@
-"""Generated protobuf messages <-> the plain messages of ``core.messages``, both directions."""
+"""Generated protobuf messages <-> the plain messages of ``core.messages``, both directions.
+
+Inbound result metadata is bounded here, at the edge, so the logic behind never sees a metrics
+map of a million keys, a NaN loss or a negative sample count: at most ``MAX_METRICS`` metrics,
+names of at most ``MAX_METRIC_NAME_CHARS`` characters, finite values, and ``0 <= data_size <
+2**53`` (beyond that a float weight loses integers). Each refusal is a ProtocolError naming it.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 from openfl_like.core.errors import ProtocolError
@@ -97,18 +104,38 @@ def result_to_pb(result: TaskResult) -> pb.ResultMeta:
     )
 
 
+MAX_METRICS = 256
+MAX_METRIC_NAME_CHARS = 128
+MAX_DATA_SIZE = 2**53
+
+
 def result_from_pb(meta: pb.ResultMeta, *, nested: bool = False) -> TaskResult:
+    """The result's metadata (and that of the results sent along with it), checked against
+    the bounds of the module docstring."""
     if not meta.task_name:
         raise ProtocolError("result without a task name")
     if meta.also and nested:
         raise ProtocolError("results sent along with a result cannot carry more results")
     if len(meta.also) > MAX_ALSO_RESULTS:
-        raise ProtocolError(f"at most {MAX_ALSO_RESULTS} results per upload "
+        raise ProtocolError(f"at most {MAX_ALSO_RESULTS + 1} results per upload "
                             f"(got {len(meta.also) + 1})")
+    if not 0 <= meta.data_size < MAX_DATA_SIZE:
+        raise ProtocolError(f"result data_size {meta.data_size} is outside [0, 2**53)")
+    if len(meta.metrics) > MAX_METRICS:
+        raise ProtocolError(f"result has {len(meta.metrics)} metrics, more than {MAX_METRICS}")
+    metrics = dict(meta.metrics)
+    for name, value in metrics.items():
+        if not name or len(name) > MAX_METRIC_NAME_CHARS:
+            raise ProtocolError(
+                f"metric name {name[:40]!r}{'...' if len(name) > 40 else ''} must have 1 to "
+                f"{MAX_METRIC_NAME_CHARS} characters (has {len(name)})"
+            )
+        if not math.isfinite(value):
+            raise ProtocolError(f"metric {name!r} is {value}, not a finite number")
     return TaskResult(
         key=ResultKey(meta.collaborator, meta.round_number, meta.task_name),
         data_size=meta.data_size,
-        metrics=dict(meta.metrics),
+        metrics=metrics,
         also=tuple(result_from_pb(extra, nested=True) for extra in meta.also),
     )
 

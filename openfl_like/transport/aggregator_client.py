@@ -1,12 +1,14 @@
 """AggregatorGRPCClient: one persistent mutual-TLS channel, named methods, retries, streaming.
 
 Every call has a deadline. UNAVAILABLE and DEADLINE_EXCEEDED (a dropped connection, a restarting
-aggregator) are retried by ``RetryPolicy``: exponential backoff with full jitter, bounded by a
-total deadline, after which one ``ConnectionFailedError`` says what failed (DNS, TCP connect,
-TLS handshake and which check, or no answer in time). Authorisation, plan mismatch and malformed
-requests are raised at once as the matching ``core.errors`` exception, never retried. Every
-reply's header is checked (``identity.check_reply_header``): it must come from the aggregator we
-addressed, to us, in our federation; otherwise AuthError (ProtocolError when it has no header).
+aggregator, a full disk) and RESOURCE_EXHAUSTED (a per-peer cap on concurrent calls) are retried
+by ``RetryPolicy``: exponential backoff with full jitter, bounded by a total deadline, after
+which one ``ConnectionFailedError`` says what failed (DNS, TCP connect, TLS handshake and which
+check, or no answer in time; a cap still hit at the end stays a ``ResourceExhaustedError``).
+Authorisation, plan mismatch, a failed federation and malformed requests are raised at once as
+the matching ``core.errors`` exception, never retried. Every reply's header is checked
+(``identity.check_reply_header``): it must come from the aggregator we addressed, to us, in our
+federation; otherwise AuthError (ProtocolError when it has no header).
 
 Uploads replay from the start on retry: ``send_local_task_results`` takes a mapping of arrays or a
 factory returning a fresh iterable, never a one-shot iterator; the result's idempotency key
@@ -49,7 +51,7 @@ from openfl_like.transport.instances import INSTANCE_METADATA_KEY
 from openfl_like.transport.retry import RetryExhausted, RetryPolicy
 from openfl_like.transport.server import INSECURE_WARNING
 from openfl_like.transport.settings import TransportSettings
-from openfl_like.transport.status import RETRYABLE_CODES, error_from_rpc
+from openfl_like.transport.status import error_from_rpc, is_retryable
 
 T = TypeVar("T")
 _log = get_logger(__name__)
@@ -197,9 +199,14 @@ class AggregatorGRPCClient:
 
     def _with_retry(self, what: str, operation: Callable[[], T]) -> T:
         try:
-            return self._retry.call(operation, is_retryable=_is_retryable, describe=what)
+            return self._retry.call(operation, is_retryable=is_retryable, describe=what)
         except RetryExhausted as exhausted:
             last = exhausted.last
+            busy = grpc.StatusCode.RESOURCE_EXHAUSTED
+            if isinstance(last, grpc.RpcError) and last.code() is busy:  # type: ignore[attr-defined]
+                raise error_from_rpc(
+                    last, what=f"{what} (still refused after {exhausted.attempts} attempts)"
+                ) from None
             reason = (
                 describe_failure(last, self.target)
                 if isinstance(last, grpc.RpcError)
@@ -342,10 +349,6 @@ class AggregatorGRPCClient:
         except ValueError as exc:
             raise ProtocolError(f"aggregator status is not JSON: {exc}") from None
         return status
-
-
-def _is_retryable(error: BaseException) -> bool:
-    return isinstance(error, grpc.RpcError) and error.code() in RETRYABLE_CODES  # type: ignore[attr-defined]
 
 
 def _tensor_factory(

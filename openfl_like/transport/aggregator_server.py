@@ -1,40 +1,62 @@
 """AggregatorGRPCServer: protobuf <-> plain messages, identity checks, then the handler. No logic.
 
-Every method first checks the caller (``identity.HeaderChecker``: certificate, revocation, header
-sender/receiver/federation) and only then reads a payload; for the client-streamed upload only
-the first message is read before the check. Handler errors become status codes in
+Every method checks the caller before it reads anything the caller chose to send:
+
+1. the peer certificate, revocation and role from the grpc context alone
+   (``HeaderChecker.check_peer``), before a unary request is even parsed and before the first
+   message of an upload is awaited;
+2. a per-peer cap on concurrent tensor streams and long-polls (``limits.PeerSlots``, keyed by
+   certificate fingerprint): one more gets RESOURCE_EXHAUSTED, and the slot is released on every
+   exit path;
+3. the request's header (``HeaderChecker.check_header``). An upload's first message (header +
+   result) must arrive within ``first_message_seconds``, else the call ends with
+   DEADLINE_EXCEEDED and its worker is freed (``watchdog``).
+
+Without TLS there is no certificate: caps are then keyed by the header's sender, after step 3,
+as they are in single-certificate simulation mode (where every collaborator shares one
+certificate). Unary requests arrive as raw bytes and are parsed here (``service.Rpc``): garbage
+is INVALID_ARGUMENT and leaves nothing behind. Handler errors become status codes in
 ``status.translate_errors``; unexpected exceptions reach the client as INTERNAL without details.
 
-Long-polls are served in slices: ``GetTasks`` calls ``handler.get_tasks`` for at most
-``long_poll_slice_seconds`` at a time and stops as soon as the reply is not WAIT, the caller's
-wait is over, or the call is no longer active (the client cancelled, disconnected or hit its
-deadline). So an abandoned poll frees its worker thread within one slice, with no change to the
-handler's interface: any handler whose ``get_tasks`` re-checks its state on entry (as a
-long-poll must) can be sliced without losing a wake-up.
+Long-polls: a handler whose ``get_tasks`` takes a ``wakeup`` (the aggregator's does) gets one
+``core.waiting.Wakeup`` per call, which the round closer sets on a change and grpc's
+termination callback cancels when the client goes away (cancel, disconnect, deadline): the
+worker thread is freed at once and nothing re-enters the handler while it waits. Other handlers
+are served in slices of ``long_poll_slice_seconds`` with an ``is_active()`` check between them.
 
 Uploads reach a plain handler as joined tensors (one tensor-size buffer per upload in flight); a
 handler with the ``handlers.StreamingUploads`` capability gets ``TensorStream``s instead, read
 chunk by chunk, with the same byte-count and size-limit checks (``chunking.stream_tensors``).
 
-Safety net: only tensors tagged ``AGGREGATED_TAG`` ever leave through GetAggregatedTensors, so a
-handler bug cannot leak one collaborator's update to another.
+Safety net: only tensors tagged ``AGGREGATED_TAG`` ever leave through GetAggregatedTensors, each
+name at most once and at most ``max_tensor_names_per_request`` of them, so neither a handler bug
+nor a crafted request can leak one collaborator's update or fan a small request out into many
+copies of the model.
+
+``revoked_participants()`` tells the application which participants seen so far the current
+CRL revokes, so the round stops waiting for them at once.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import grpc
 
 from openfl_like.core.errors import (
     AuthError,
+    DeadlineExceededError,
     PermissionDeniedError,
     ProtocolError,
+    ResourceLimitError,
 )
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import AGGREGATED_TAG, NamedTensor, PollStatus, TasksReply
+from openfl_like.core.waiting import Wakeup
 from openfl_like.pki import RevocationChecker
 from openfl_like.protocol import aggregator_pb2 as pb
 from openfl_like.protocol import base_pb2, convert
@@ -49,11 +71,13 @@ from openfl_like.protocol.service import (
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, server_credentials
 from openfl_like.transport.handlers import AggregatorHandler, StreamingUploads
-from openfl_like.transport.identity import HeaderChecker
+from openfl_like.transport.identity import HeaderChecker, PeerIdentity
 from openfl_like.transport.instances import InstanceRegistry
+from openfl_like.transport.limits import PeerSlots
 from openfl_like.transport.server import RunningServer, serve, start_server
 from openfl_like.transport.settings import TransportSettings
 from openfl_like.transport.status import translate_errors
+from openfl_like.transport.watchdog import Watchdog, expire_call
 
 _log = get_logger(__name__)
 
@@ -77,6 +101,8 @@ class AggregatorGRPCServer:
         self._handler = handler
         # Handlers that can stage uploads chunk by chunk get them unjoined (handlers.py).
         self._streaming = handler if isinstance(handler, StreamingUploads) else None
+        # Handlers whose get_tasks takes a ``wakeup`` park each poll on it (core.waiting).
+        self._wakeable = "wakeup" in inspect.signature(handler.get_tasks).parameters
         self._tls_files = tls_files if self.settings.tls else None
         self.aggregator_name = aggregator_name
         self.federation_uuid = federation_uuid
@@ -97,6 +123,18 @@ class AggregatorGRPCServer:
             single_col_cert_common_name=single_col_cert_common_name,
             instances=InstanceRegistry(self.settings.instance_takeover_seconds),
         )
+        self.streams = PeerSlots("tensor streams", self.settings.max_streams_per_peer)
+        self.polls = PeerSlots("long-polls (GetTasks)", self.settings.max_polls_per_peer)
+        self._watchdog = Watchdog()
+
+    def revoked_participants(self) -> frozenset[str]:
+        """Names of the participants seen so far whose certificate the current CRL revokes.
+
+        Seen: a call passed the certificate check, or was refused as revoked. The CRL is re-read
+        when its file changed; otherwise this is one ``stat`` and a cached answer, cheap enough
+        to poll several times a second. Empty without TLS or without a CRL.
+        """
+        return self._checker.revoked_participants()
 
     # -- network ---------------------------------------------------------------------------
 
@@ -109,7 +147,7 @@ class AggregatorGRPCServer:
         methods = {
             name: factories[rpc.kind](
                 getattr(self, name),
-                request_deserializer=rpc.deserialize_request,
+                request_deserializer=rpc.server_request_deserializer,
                 response_serializer=rpc.serialize_response,
             )
             for name, rpc in AGGREGATOR_RPCS.items()
@@ -149,37 +187,56 @@ class AggregatorGRPCServer:
             single_col_cert_common_name=self._single_cn,
         )
 
+    def _slot_key(self, peer: PeerIdentity) -> str:
+        """The certificate's fingerprint; '' when calls must be keyed by name (module docstring)."""
+        return "" if self._single_cn else peer.fingerprint
+
+    def _authenticate(
+        self, name: str, raw: bytes, context: grpc.ServicerContext
+    ) -> tuple[Any, str, PeerIdentity]:
+        """Certificate, then parse, then header: (request, participant name, peer)."""
+        peer = self._checker.check_peer(context)
+        request = AGGREGATOR_RPCS[name].parse_request(raw)
+        participant = self._checker.check_header(context, request.header, peer)
+        return request, participant, peer
+
+    def _hold(self, slots: PeerSlots, peer: PeerIdentity, name: str) -> Any:
+        return slots.hold(self._slot_key(peer) or f"name:{name}", name)
+
     # -- RPCs ------------------------------------------------------------------------------
 
-    def Handshake(
-        self, request: pb.HandshakeRequest, context: grpc.ServicerContext
-    ) -> pb.HandshakeResponse:
+    def Handshake(self, raw: bytes, context: grpc.ServicerContext) -> pb.HandshakeResponse:
         with translate_errors(context, "Handshake"):
-            name = self._checker.check(context, request.header)
+            request, name, _ = self._authenticate("Handshake", raw, context)
             reply = self._handler.handshake(
                 name, request.plan_digest, dict(request.plan_fingerprint)
             )
             return convert.handshake_to_pb(reply, self._reply_header(name))
 
-    def Heartbeat(
-        self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
-    ) -> pb.HeartbeatResponse:
+    def Heartbeat(self, raw: bytes, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
         with translate_errors(context, "Heartbeat"):
-            name = self._checker.check(context, request.header)
+            _, name, _ = self._authenticate("Heartbeat", raw, context)
             reply = self._handler.heartbeat(name)
             return convert.heartbeat_to_pb(reply, self._reply_header(name))
 
-    def GetTasks(
-        self, request: pb.GetTasksRequest, context: grpc.ServicerContext
-    ) -> pb.GetTasksResponse:
+    def GetTasks(self, raw: bytes, context: grpc.ServicerContext) -> pb.GetTasksResponse:
         with translate_errors(context, "GetTasks"):
-            name = self._checker.check(context, request.header)
+            request, name, peer = self._authenticate("GetTasks", raw, context)
             wait = min(max(request.wait_seconds, 0.0), self.settings.long_poll_seconds)
-            reply = self._long_poll(name, wait, context)
+            with self._hold(self.polls, peer, name), self._checker.polling(context, name):
+                if self._wakeable:
+                    # Parked on a wake-up that a round close sets, or grpc when the call ends.
+                    wakeup = Wakeup()
+                    context.add_callback(wakeup.cancel)
+                    reply = self._handler.get_tasks(  # type: ignore[call-arg]
+                        name, wait, wakeup=wakeup)
+                else:
+                    reply = self._long_poll(name, wait, context)
             return convert.tasks_reply_to_pb(reply, self._reply_header(name))
 
     def _long_poll(self, name: str, wait: float, context: grpc.ServicerContext) -> TasksReply:
-        """``handler.get_tasks`` in slices while the caller is still there (module docstring)."""
+        """``handler.get_tasks`` in slices while the caller is still there, for handlers that
+        take no ``wakeup`` (module docstring)."""
         end = time.monotonic() + wait
         slice_seconds = self.settings.long_poll_slice_seconds
         while True:
@@ -196,33 +253,53 @@ class AggregatorGRPCServer:
                 return reply  # grpc drops it; what matters is that this thread is free again
             self._checker.still_waiting(context, name)
 
-    def GetAggregatedTensors(
-        self, request: pb.GetAggregatedTensorsRequest, context: grpc.ServicerContext
-    ) -> Iterator[Frame]:
+    def GetAggregatedTensors(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[Frame]:
         with translate_errors(context, "GetAggregatedTensors"):
-            name = self._checker.check(context, request.header)
-            tensors = self._handler.get_aggregated_tensors(
-                name, request.round_number, list(request.tensor_names), list(request.tags)
+            request, name, peer = self._authenticate("GetAggregatedTensors", raw, context)
+            names = self._tensor_names(request.tensor_names)
+            with self._hold(self.streams, peer, name):
+                tensors = self._handler.get_aggregated_tensors(
+                    name, request.round_number, names, list(request.tags)
+                )
+                header: base_pb2.MessageHeader | None = self._reply_header(name)
+                for chunk in split_tensors(_only_aggregated(tensors), self.settings.chunk_size):
+                    yield Frame(header=header, chunk=chunk)
+                    header = None
+                if header is not None:  # no tensors at all: still answer with our header
+                    yield Frame(header=header)
+
+    def _tensor_names(self, requested: Iterable[str]) -> list[str]:
+        """Each name at most once, and not too many: a small request must not make us send the
+        model many times over."""
+        names = list(requested)
+        limit = self.settings.max_tensor_names_per_request
+        if len(names) > limit:
+            raise ResourceLimitError(
+                f"{len(names)} tensor names in one request, over the limit of {limit}"
             )
-            header: base_pb2.MessageHeader | None = self._reply_header(name)
-            for chunk in split_tensors(_only_aggregated(tensors), self.settings.chunk_size):
-                yield Frame(header=header, chunk=chunk)
-                header = None
-            if header is not None:  # no tensors at all: still answer with our header
-                yield Frame(header=header)
+        seen: set[str] = set()
+        for tensor_name in names:
+            if tensor_name in seen:
+                raise ProtocolError(f"tensor {tensor_name!r} is requested more than once")
+            seen.add(tensor_name)
+        return names
 
     def SendLocalTaskResults(
         self, request_iterator: Iterator[Frame], context: grpc.ServicerContext
     ) -> pb.SendLocalTaskResultsResponse:
-        with translate_errors(context, "SendLocalTaskResults"):
-            first = next(request_iterator, None)
-            if first is None:
-                raise ProtocolError("empty upload: the first message must carry the header")
+        with translate_errors(context, "SendLocalTaskResults"), ExitStack() as slots:
+            peer = self._checker.check_peer(context)
+            key = self._slot_key(peer)
+            if key:  # capped before we wait for anything the caller sends
+                slots.enter_context(self.streams.hold(key, peer.name))
+            first = self._first_frame(request_iterator, context)
             if first.error:
                 raise ProtocolError(first.error)
             if first.header is None:
                 raise AuthError("the first message of an upload must carry the header")
-            name = self._checker.check(context, first.header)
+            name = self._checker.check_header(context, first.header, peer)
+            if not key:
+                slots.enter_context(self.streams.hold(f"name:{name}", name))
             if first.result is None:
                 raise ProtocolError("the first message of an upload must carry the result")
             result = convert.result_from_pb(first.result)
@@ -242,11 +319,32 @@ class AggregatorGRPCServer:
                 ack = self._handler.send_local_task_results(result, tensors)
             return convert.ack_to_pb(ack, self._reply_header(name))
 
-    def GetStatus(
-        self, request: pb.GetStatusRequest, context: grpc.ServicerContext
-    ) -> pb.GetStatusResponse:
+    def _first_frame(
+        self, request_iterator: Iterator[Frame], context: grpc.ServicerContext
+    ) -> Frame:
+        """The upload's first message, or DeadlineExceededError after ``first_message_seconds``.
+
+        The read blocks in grpc with no timeout of its own; the watchdog ends the call when the
+        time is up, which wakes the read and frees this worker (see ``watchdog``).
+        """
+        seconds = self.settings.first_message_seconds
+        late = f"no first upload message within {seconds:g} s"
+        alarm = self._watchdog.arm(seconds, lambda: expire_call(context, late))
+        try:
+            first = next(request_iterator, None)
+        except grpc.RpcError:
+            first = None
+        finally:
+            in_time = alarm.disarm()
+        if not in_time:
+            raise DeadlineExceededError(late)
+        if first is None:
+            raise ProtocolError("empty upload: the first message must carry the header")
+        return first
+
+    def GetStatus(self, raw: bytes, context: grpc.ServicerContext) -> pb.GetStatusResponse:
         with translate_errors(context, "GetStatus"):
-            name = self._checker.check(context, request.header)
+            _, name, _ = self._authenticate("GetStatus", raw, context)
             status = convert.status_to_json(self._handler.status())
             return pb.GetStatusResponse(header=self._reply_header(name), status_json=status)
 

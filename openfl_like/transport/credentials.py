@@ -3,6 +3,9 @@
 Both sides trust the PKI store's CA bundle (signing CA + root). The server name a client checks
 is the host it dials, matched against the server certificate's SANs (DNS or IP); an override
 (``ssl_target_name_override``) is used only when explicitly configured.
+
+The server presents its full chain, leaf then signing CA (the root stays with the clients as the
+trust anchor), so a client that trusts only the root can still build the path.
 """
 
 from __future__ import annotations
@@ -48,10 +51,26 @@ class TlsFiles:
         return out[0], out[1], out[2]
 
 
+def server_chain(files: TlsFiles) -> bytes:
+    """The server's certificate followed by the signing CA's (when known and not there yet)."""
+    cert, _, _ = files.read()
+    if files.signing_cert_path is None:
+        return cert
+    try:
+        signing = files.signing_cert_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read signing CA certificate {files.signing_cert_path}: {exc.strerror}"
+        ) from None
+    if signing.strip() in cert:
+        return cert
+    return cert.rstrip(b"\n") + b"\n" + signing
+
+
 def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
-    cert, key, bundle = files.read()
+    _, key, bundle = files.read()
     return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=bundle, require_client_auth=True
+        [(key, server_chain(files))], root_certificates=bundle, require_client_auth=True
     )
 
 

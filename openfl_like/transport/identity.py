@@ -1,6 +1,9 @@
 """Who is calling: the TLS peer certificate checked against the request header, per call.
 
-Checks run in this order, before any payload is read, and the first failure wins:
+Checks run in this order, before any payload is read, and the first failure wins. Part 1
+(:meth:`HeaderChecker.check_peer`) needs only the grpc context, so it runs before a request is
+even parsed, and before the first message of a client stream is awaited; parts 2-6
+(:meth:`HeaderChecker.check_header`) need the request's header.
 
 1. a peer certificate is present (UNAUTHENTICATED), not revoked by the store's CRL
    (UNAUTHENTICATED; the CRL is re-read when the file changes, so a revocation takes effect at
@@ -19,13 +22,18 @@ the aggregator we dialled, is addressed to us, and belongs to our federation.
 
 Chain verification itself happens in the TLS handshake (``require_client_auth=True`` against
 our CA bundle); grpc cannot load CRLs from Python, hence the per-call revocation check here.
+
+The checker remembers the name of every certificate it has seen (passed, or refused as revoked)
+by serial, so :meth:`HeaderChecker.revoked_participants` can tell the application which of them
+the current CRL revokes, without waiting for their next call.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -41,6 +49,7 @@ from openfl_like.core.errors import (
 )
 from openfl_like.core.ids import Role
 from openfl_like.pki import RevocationChecker, participant_name, participant_role
+from openfl_like.pki.identity import certificate_fingerprint
 from openfl_like.protocol import base_pb2
 from openfl_like.transport.instances import INSTANCE_METADATA_KEY, InstanceRegistry
 
@@ -69,6 +78,7 @@ class _Peer:
     name: str
     role: Role | None
     error: str  # why the name/role could not be read ('' when they could)
+    fingerprint: str
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> _Peer:
@@ -76,7 +86,16 @@ class _Peer:
             name, role, error = participant_name(cert), participant_role(cert), ""
         except OpenflLikeError as exc:
             name, role, error = "", None, exc.message
-        return cls(cert, cert.not_valid_before_utc, cert.not_valid_after_utc, name, role, error)
+        return cls(cert, cert.not_valid_before_utc, cert.not_valid_after_utc, name, role, error,
+                   certificate_fingerprint(cert))
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """Who the TLS layer says is calling: certificate CN and fingerprint ('' without TLS)."""
+
+    name: str = ""
+    fingerprint: str = ""
 
 
 class _CertCache:
@@ -121,11 +140,28 @@ class HeaderChecker:
 
     def __post_init__(self) -> None:
         self._certs = _CertCache()
+        self._seen: dict[int, str] = {}  # serial -> CN of every certificate seen (docstring)
+        self._seen_lock = threading.Lock()
+        self._revoked_cache: tuple[object, int, frozenset[str]] | None = None
 
     def check(self, context: grpc.ServicerContext, header: base_pb2.MessageHeader) -> str:
+        """Both parts: :meth:`check_peer`, then :meth:`check_header`."""
+        return self.check_header(context, header, self.check_peer(context))
+
+    def check_peer(self, context: grpc.ServicerContext) -> PeerIdentity:
+        """Part 1 (certificate, revocation, validity, role) from the grpc context alone."""
+        if not self.tls:
+            return PeerIdentity()
+        peer = self._check_certificate(context)
+        return PeerIdentity(peer.name, peer.fingerprint)
+
+    def check_header(
+        self, context: grpc.ServicerContext, header: base_pb2.MessageHeader, peer: PeerIdentity
+    ) -> str:
+        """Parts 2-6 against the request's header, for a peer that passed :meth:`check_peer`."""
         sender = header.sender
         if self.tls:
-            common_name = self._check_certificate(context)
+            common_name = peer.name
             if self.single_col_cert_common_name:
                 shared = self.single_col_cert_common_name
                 if common_name != shared or header.single_col_cert_common_name != shared:
@@ -155,12 +191,49 @@ class HeaderChecker:
             self.instances.claim(sender, instance_of(context))
         return sender
 
+    @contextmanager
+    def polling(self, context: grpc.ServicerContext, name: str) -> Iterator[None]:
+        """A long-poll of ``name`` is parked: its instance counts as alive meanwhile."""
+        instance = instance_of(context)
+        if self.instances is not None:
+            self.instances.poll(name, instance, +1)
+        try:
+            yield
+        finally:
+            if self.instances is not None:
+                self.instances.poll(name, instance, -1)
+
     def still_waiting(self, context: grpc.ServicerContext, name: str) -> None:
         """A long-poll of ``name`` goes on: keep its instance marked alive."""
         if self.instances is not None:
             self.instances.touch(name, instance_of(context))
 
-    def _check_certificate(self, context: grpc.ServicerContext) -> str:
+    def revoked_participants(self) -> frozenset[str]:
+        """Names of the certificates seen so far that the current CRL revokes.
+
+        Cheap when nothing changed (one ``stat`` of the CRL, then a cached answer). While the CRL
+        is unusable (expired, rolled back, unreadable) every call is refused anyway; this then
+        answers from the last usable CRL rather than declaring everyone revoked.
+        """
+        if self.revocation is None:
+            return frozenset()
+        serials = self.revocation.current_or_last_serials()
+        seen = len(self._seen)
+        cached = self._revoked_cache
+        if cached is not None and cached[0] is serials and cached[1] == seen:
+            return cached[2]
+        with self._seen_lock:
+            names = frozenset(name for serial, name in self._seen.items() if serial in serials)
+        self._revoked_cache = (serials, seen, names)
+        return names
+
+    def _remember(self, peer: _Peer) -> None:
+        serial = peer.cert.serial_number
+        if serial not in self._seen and peer.name:
+            with self._seen_lock:
+                self._seen[serial] = peer.name
+
+    def _check_certificate(self, context: grpc.ServicerContext) -> _Peer:
         pem = peer_certificate_pem(context)
         if pem is None:
             raise AuthError("no client certificate presented")
@@ -172,6 +245,7 @@ class HeaderChecker:
             except OpenflLikeError as exc:  # fail closed: an unreadable CRL lets nobody in
                 raise AuthError(f"cannot check revocation: {exc.message}") from None
             if revoked:
+                self._remember(peer)
                 raise AuthError(f"certificate of {_cn_or_serial(cert)} is revoked")
         moment = self.now()
         if not peer.not_before <= moment <= peer.not_after:
@@ -185,7 +259,8 @@ class HeaderChecker:
             raise PermissionDeniedError(
                 f"certificate of {peer.name!r} has role {peer.role}, not {self.role}"
             )
-        return peer.name
+        self._remember(peer)
+        return peer
 
 
 def _cn_or_serial(cert: x509.Certificate) -> str:

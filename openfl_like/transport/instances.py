@@ -28,6 +28,7 @@ _log = get_logger(__name__)
 class _Holder:
     instance: str
     last_seen: float
+    polls: int = 0  # long-polls in progress: a parked instance is alive however long it waits
 
 
 class InstanceRegistry:
@@ -49,7 +50,7 @@ class InstanceRegistry:
             if holder is None or holder.instance == instance:
                 self._holders[name] = _Holder(instance, now)
                 return
-            silent = now - holder.last_seen
+            silent = 0.0 if holder.polls else now - holder.last_seen
             if silent < self.takeover_seconds:
                 raise PermissionDeniedError(
                     f"{name!r} is already connected from another process (active {silent:.1f} s "
@@ -59,6 +60,14 @@ class InstanceRegistry:
             _log.warning("%s: instance %s takes over from %s (silent for %.1f s)", name,
                          instance[:8], holder.instance[:8], silent)
             self._holders[name] = _Holder(instance, now)
+
+    def poll(self, name: str, instance: str, delta: int) -> None:
+        """A long-poll of the current holder starts (+1) or ends (-1)."""
+        with self._lock:
+            holder = self._holders.get(name)
+            if holder is not None and holder.instance == instance:
+                holder.polls = max(0, holder.polls + delta)
+                holder.last_seen = self._clock()
 
     def touch(self, name: str, instance: str) -> None:
         """A long-poll of the current holder is still waiting: it is alive."""

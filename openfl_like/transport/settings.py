@@ -22,6 +22,10 @@ environment variable               setting                           default
 ``FX_LONG_POLL_SLICE_SECONDS``     ``long_poll_slice_seconds``       1 (abandoned-poll check)
 ``FX_SERVER_WORKERS``              ``server_workers``                1280 (see below)
 ``FX_INSTANCE_TAKEOVER_SECONDS``   ``instance_takeover_seconds``     30 (second process, same cert)
+``FX_FIRST_MESSAGE_SECONDS``       ``first_message_seconds``         10 (upload's first message)
+``FX_MAX_STREAMS_PER_PEER``        ``max_streams_per_peer``          4 (uploads + downloads)
+``FX_MAX_POLLS_PER_PEER``          ``max_polls_per_peer``            2 (parked GetTasks)
+``FX_MAX_TENSOR_NAMES``            ``max_tensor_names_per_request``  10000 (one download)
 ``FX_RETRY_INITIAL_SECONDS``       ``retry.initial_backoff_seconds`` 0.5
 ``FX_RETRY_MAX_SECONDS``           ``retry.max_backoff_seconds``     10
 ``FX_RETRY_MULTIPLIER``            ``retry.multiplier``              2
@@ -36,6 +40,12 @@ heartbeats) queue behind them until a poll returns. Workers are started only whe
 Turning TLS off (``tls: false`` / ``FX_TLS=0``) is for local experiments only: the server then
 cannot prove who calls and trusts the header's sender; servers and clients log a warning saying
 so on every start.
+
+Hostile clients: an upload whose first message does not arrive within ``first_message_seconds``
+ends with DEADLINE_EXCEEDED and frees its worker; one certificate holds at most
+``max_streams_per_peer`` tensor streams and ``max_polls_per_peer`` long-polls at once (more get
+RESOURCE_EXHAUSTED, which clients retry with backoff); a download names at most
+``max_tensor_names_per_request`` tensors, each once.
 """
 
 from __future__ import annotations
@@ -92,6 +102,14 @@ class TransportSettings:
     # one thread per parked long-poll (1024 collaborators) + 256 for everything else; threads
     # are started on demand, ~40 KB RSS each (bench/bench_longpoll.py)
     server_workers: int = 1280
+    # an upload must send its first message (header + result) this soon after opening
+    first_message_seconds: float = 10.0
+    # per peer certificate (per name without TLS): concurrent tensor streams and long-polls
+    max_streams_per_peer: int = 4
+    max_polls_per_peer: int = 2
+    # names in one GetAggregatedTensors request: a small request must not fan out into many
+    # copies of the model
+    max_tensor_names_per_request: int = 10000
     target_name_override: str = ""
     keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
@@ -107,11 +125,13 @@ class TransportSettings:
                 f"chunk_size ({self.chunk_size})"
             )
         for name in ("rpc_timeout_seconds", "stream_timeout_seconds", "long_poll_seconds",
-                     "long_poll_slice_seconds"):
+                     "long_poll_slice_seconds", "first_message_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"network.{name}: must be > 0")
-        if self.server_workers < 1:
-            raise ConfigError("network.server_workers: must be >= 1")
+        for name in ("server_workers", "max_streams_per_peer", "max_polls_per_peer",
+                     "max_tensor_names_per_request"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"network.{name}: must be >= 1")
         if self.retry.initial_backoff_seconds <= 0 or self.retry.multiplier < 1:
             raise ConfigError("network.retry: initial_backoff_seconds > 0 and multiplier >= 1")
 
@@ -184,6 +204,10 @@ ENV_VARS: dict[str, str] = {
     "FX_LONG_POLL_SLICE_SECONDS": "long_poll_slice_seconds",
     "FX_SERVER_WORKERS": "server_workers",
     "FX_INSTANCE_TAKEOVER_SECONDS": "instance_takeover_seconds",
+    "FX_FIRST_MESSAGE_SECONDS": "first_message_seconds",
+    "FX_MAX_STREAMS_PER_PEER": "max_streams_per_peer",
+    "FX_MAX_POLLS_PER_PEER": "max_polls_per_peer",
+    "FX_MAX_TENSOR_NAMES": "max_tensor_names_per_request",
     "FX_RETRY_INITIAL_SECONDS": "retry.initial_backoff_seconds",
     "FX_RETRY_MAX_SECONDS": "retry.max_backoff_seconds",
     "FX_RETRY_MULTIPLIER": "retry.multiplier",

@@ -5,19 +5,27 @@ handler into the status code below with its one-line message; any other exceptio
 INTERNAL "internal error (see server log)" and is logged with its traceback on the server only.
 Client side: :func:`error_from_rpc` turns a ``grpc.RpcError`` back into the same exception class.
 
-==========================  =====================
-error                       status code
-==========================  =====================
-AuthError                   UNAUTHENTICATED
-PermissionDeniedError       PERMISSION_DENIED
-PlanMismatchError           FAILED_PRECONDITION
-ProtocolError               INVALID_ARGUMENT
-ResourceLimitError          RESOURCE_EXHAUSTED
-NotFoundError               NOT_FOUND
-UnavailableError            UNAVAILABLE (clients retry it)
-FederationError, others     FAILED_PRECONDITION
-(unexpected exception)      INTERNAL
-==========================  =====================
+==========================  =====================  =========================================
+error                       status code            client side
+==========================  =====================  =========================================
+AuthError                   UNAUTHENTICATED        fatal
+PermissionDeniedError       PERMISSION_DENIED      fatal
+PlanMismatchError           FAILED_PRECONDITION    fatal: only a plan mismatch uses this code
+ProtocolError               INVALID_ARGUMENT       fatal (ResourceLimitError is one: a request
+                                                   over a fixed limit never passes on retry)
+NotFoundError               NOT_FOUND              fatal
+FederationError             ABORTED                fatal: the federation failed, with its reason
+ResourceExhaustedError      RESOURCE_EXHAUSTED     retried with backoff (a per-peer cap)
+UnavailableError            UNAVAILABLE            retried with backoff (e.g. the disk is full)
+DeadlineExceededError       DEADLINE_EXCEEDED      retried with backoff
+other OpenflLikeError       INTERNAL, message kept fatal (a server-side config/PKI problem)
+(unexpected exception)      INTERNAL, no details   fatal; traceback in the server log only
+==========================  =====================  =========================================
+
+Inbound, each code above becomes its error class again; UNAVAILABLE and DEADLINE_EXCEEDED are
+``ConnectionFailedError`` subclasses, so code that catches "the aggregator is unreachable" also
+catches a server that is up but cannot serve. gRPC's own RESOURCE_EXHAUSTED for an oversized
+message is not retried (the same message stays oversized): see :func:`is_retryable`.
 """
 
 from __future__ import annotations
@@ -30,13 +38,14 @@ import grpc
 
 from openfl_like.core.errors import (
     AuthError,
-    ConnectionFailedError,
+    DeadlineExceededError,
+    FederationError,
     NotFoundError,
     OpenflLikeError,
     PermissionDeniedError,
     PlanMismatchError,
     ProtocolError,
-    ResourceLimitError,
+    ResourceExhaustedError,
     UnavailableError,
 )
 from openfl_like.core.logging import get_logger
@@ -50,14 +59,15 @@ _TO_STATUS: tuple[tuple[type[OpenflLikeError], grpc.StatusCode], ...] = (
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (PlanMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (ProtocolError, grpc.StatusCode.INVALID_ARGUMENT),
-    (ResourceLimitError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (FederationError, grpc.StatusCode.ABORTED),
+    (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
 )
 
-# (UNAVAILABLE is retried by clients; when retries run out it is a ConnectionFailedError.)
 _FROM_STATUS: dict[grpc.StatusCode, type[OpenflLikeError]] = {
-    code: error for error, code in _TO_STATUS if code is not grpc.StatusCode.UNAVAILABLE
+    code: error for error, code in _TO_STATUS
 }
 
 # Never retried: the answer will not change by asking again.
@@ -67,16 +77,35 @@ FATAL_CODES = frozenset(
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ABORTED,
         grpc.StatusCode.UNIMPLEMENTED,
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNKNOWN,
         grpc.StatusCode.CANCELLED,
     }
 )
-# Worth retrying with backoff: the peer may come back.
-RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Worth retrying with backoff: the peer may come back, or have room again.
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+# grpc's own RESOURCE_EXHAUSTED for a message over max_receive_message_length: not transient.
+_OVERSIZE_MESSAGE = ("larger than max", "message too large")
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for an RPC error worth retrying with backoff (see the module docstring)."""
+    if not isinstance(error, grpc.RpcError):
+        return False
+    code = _code_of(error)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        details = _details_of(error).lower()
+        return not any(marker in details for marker in _OVERSIZE_MESSAGE)
+    return code in RETRYABLE_CODES
 
 
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -85,7 +114,9 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
         for error_type, code in _TO_STATUS:
             if isinstance(error, error_type):
                 return code, error.message
-        return grpc.StatusCode.FAILED_PRECONDITION, error.message
+        # A deliberate error with a human message, but no client's fault (config, PKI): never
+        # FAILED_PRECONDITION, which clients read as a plan mismatch.
+        return grpc.StatusCode.INTERNAL, error.message
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
 
@@ -97,6 +128,8 @@ def abort_with(
     peer = context.peer()
     if code is grpc.StatusCode.INTERNAL:
         _log.error("%s from %s failed", method or "call", peer, exc_info=error)
+    elif isinstance(error, FederationError):
+        _log.warning("%s from %s: %s %s", method or "call", peer, code.name, message)
     else:
         _log.info("%s from %s refused: %s %s", method or "call", peer, code.name, message)
     context.abort(code, message)
@@ -124,8 +157,6 @@ def error_from_rpc(error: grpc.RpcError, *, what: str = "") -> OpenflLikeError:
     error_type = _FROM_STATUS.get(code) if code is not None else None
     if error_type is not None:
         result: OpenflLikeError = error_type(f"{prefix}{details}")
-    elif code in RETRYABLE_CODES:
-        result = ConnectionFailedError(f"{prefix}{details}")
     else:
         result = OpenflLikeError(f"{prefix}{code.name if code else 'UNKNOWN'}: {details}")
     result.status_code = code  # type: ignore[attr-defined]  # the wire status, for callers/tests

@@ -283,7 +283,7 @@ def test_oversize_tensor(pki, handler):
         code, details = _raw_upload(pki, handle.port, chunks)
     finally:
         handle.running.stop(0)
-    assert code is Code.RESOURCE_EXHAUSTED and "limit" in details
+    assert code is Code.INVALID_ARGUMENT and "limit" in details
 
 
 # -- reliability ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from openfl_like.core.errors import PkiError, VerificationError
 from openfl_like.core.ids import Role
 from openfl_like.pki import CertificateAuthority, PkiStore, verify_certificate
+from openfl_like.pki.keys import load_private_key
 from openfl_like.pki.pem import load_certificate
 
 from .conftest import LeafMaker
@@ -117,3 +118,56 @@ def test_no_ca_is_a_pki_error(store: PkiStore, tmp_path: Path) -> None:
 
     with pytest.raises(PkiError, match="no CA"):
         verify_certificate(cert, store)
+
+
+# -- the chain is cryptography's verifier's decision ------------------------------------------
+
+
+def test_a_certificate_of_another_ca_fails_at_chain(
+    store: PkiStore, ca: CertificateAuthority, other_ca: CertificateAuthority
+) -> None:
+    ours = ca.certify("col", Role.COLLABORATOR)
+    theirs = other_ca.certify("col", Role.COLLABORATOR)
+    agg = other_ca.certify("agg", Role.AGGREGATOR, sans=["localhost"])
+
+    assert verify_certificate(ours.cert_path, store) == ("col", Role.COLLABORATOR)
+    with pytest.raises(VerificationError, match="not by our signing CA") as info:
+        verify_certificate(theirs.cert_path, store)
+    assert info.value.check == "chain"
+    assert failed_check(agg.cert_path, store) == "chain"  # the server verifier says the same
+
+
+def test_a_ca_clone_with_our_names_fails_at_chain(
+    store: PkiStore, ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    # Another CA whose root and signing CA carry exactly our subject names: only keys differ.
+    clone = CertificateAuthority.init(PkiStore(tmp_path / "clone"))
+    clone.root_cert, clone.signing_cert = ca.root_cert, ca.signing_cert
+    forged = clone.issue("col", Role.COLLABORATOR, clone._signing_key.public_key())
+
+    with pytest.raises(VerificationError, match="signature does not verify") as info:
+        verify_certificate(forged, store)
+    assert info.value.check == "chain"
+
+
+def test_a_leaf_signed_by_the_root_directly_fails_at_chain(
+    store: PkiStore, ca: CertificateAuthority
+) -> None:
+    # The root signs only the signing CA: a participant certificate straight from the root (a
+    # valid path for a generic verifier) is not one of ours.
+    root_key = load_private_key(store.root_key_path)
+    direct = CertificateAuthority(store, root_cert=ca.root_cert, signing_cert=ca.root_cert,
+                                  signing_key=root_key)
+    leaf = direct.issue("col", Role.COLLABORATOR, ca.signing_cert.public_key())
+
+    assert failed_check(leaf, store) == "chain"
+
+
+def test_server_certificates_are_chained_by_the_server_verifier(
+    store: PkiStore, ca: CertificateAuthority
+) -> None:
+    by_ip = ca.certify("agg-ip", Role.AGGREGATOR, sans=["127.0.0.1"])
+    by_name = ca.certify("agg-dns", Role.AGGREGATOR, sans=["agg.example.org", "10.0.0.1"])
+
+    assert verify_certificate(by_ip.cert_path, store) == ("agg-ip", Role.AGGREGATOR)
+    assert verify_certificate(by_name.cert_path, store, role=Role.AGGREGATOR)[0] == "agg-dns"

@@ -118,3 +118,54 @@ def test_reply_header_mirroring_the_request_is_accepted() -> None:
 def test_reply_header_mismatch_is_refused(reply, error, match) -> None:
     with pytest.raises(error, match=match):
         check_reply_header(reply, REQUEST, "heartbeat")
+
+
+# -- the certificate part alone, then the header part -------------------------------------------
+
+
+def test_check_peer_needs_only_the_context(store: PkiStore) -> None:
+    from openfl_like.transport.identity import PeerIdentity
+
+    peer = checker(store).check_peer(FakeContext(pem(store, "col-a")))
+    assert peer.name == "col-a" and len(peer.fingerprint.split(":")) == 32
+    assert checker(store, tls=False).check_peer(FakeContext(None)) == PeerIdentity()
+    with pytest.raises(AuthError, match="no client certificate"):
+        checker(store).check_peer(FakeContext(None))
+
+
+def test_check_header_uses_the_peer_of_check_peer(store: PkiStore) -> None:
+    hc = checker(store)
+    context = FakeContext(pem(store, "col-a"))
+    peer = hc.check_peer(context)
+    assert hc.check_header(context, header(), peer) == "col-a"
+    with pytest.raises(AuthError, match="does not match"):
+        hc.check_header(context, header(sender="col-x"), peer)
+
+
+def test_revoked_participants_are_the_seen_ones_the_crl_revokes(tmp_path: Path) -> None:
+    # Prepare: a CA of our own (this test revokes); col-a and col-b call, col-c never does
+    own = PkiStore(tmp_path / "pki")
+    ca = CertificateAuthority.init(own)
+    for name in ("col-a", "col-b", "col-c"):
+        ca.certify(name, Role.COLLABORATOR)
+    hc = checker(own, is_authorized=lambda n: True)
+    for name in ("col-a", "col-b"):
+        hc.check(FakeContext(pem(own, name)), header(sender=name))
+    assert hc.revoked_participants() == frozenset()
+
+    # Execute
+    ca.revoke("col-a")
+    ca.revoke("col-c")
+
+    # Assert: only the seen one, at once; cached while nothing changes
+    revoked = hc.revoked_participants()
+    assert revoked == {"col-a"}
+    assert hc.revoked_participants() is revoked
+    # a revoked certificate refused at its first call is remembered too
+    with pytest.raises(AuthError, match="revoked"):
+        hc.check(FakeContext(pem(own, "col-c")), header(sender="col-c"))
+    assert hc.revoked_participants() == {"col-a", "col-c"}
+
+
+def test_revoked_participants_without_crl_or_tls(store: PkiStore) -> None:
+    assert checker(store, revocation=None).revoked_participants() == frozenset()

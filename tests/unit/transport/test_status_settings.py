@@ -19,8 +19,11 @@ MAPPING = [
     (errors.PermissionDeniedError, Code.PERMISSION_DENIED),
     (errors.PlanMismatchError, Code.FAILED_PRECONDITION),
     (errors.ProtocolError, Code.INVALID_ARGUMENT),
-    (errors.ResourceLimitError, Code.RESOURCE_EXHAUSTED),
     (errors.NotFoundError, Code.NOT_FOUND),
+    (errors.FederationError, Code.ABORTED),
+    (errors.ResourceExhaustedError, Code.RESOURCE_EXHAUSTED),
+    (errors.UnavailableError, Code.UNAVAILABLE),
+    (errors.DeadlineExceededError, Code.DEADLINE_EXCEEDED),
 ]
 
 
@@ -43,12 +46,52 @@ def test_errors_map_to_status_and_back(error_type: type[errors.OpenflLikeError],
     assert back.status_code is code  # type: ignore[attr-defined]
 
 
+def test_every_error_kind_has_its_own_code() -> None:
+    codes = [code for _, code in MAPPING]
+    assert len(set(codes)) == len(codes)
+    # only a plan mismatch may reach a client as FAILED_PRECONDITION
+    for error_type, code in MAPPING:
+        assert (code is Code.FAILED_PRECONDITION) == (error_type is errors.PlanMismatchError)
+
+
+def test_federation_failure_is_not_a_plan_mismatch() -> None:
+    code, message = status.status_for(errors.FederationError("aggregation failed: weights sum 0"))
+    assert code is Code.ABORTED and message == "aggregation failed: weights sum 0"
+    back = status.error_from_rpc(FakeRpcError(code, message))
+    assert type(back) is errors.FederationError and not isinstance(back, errors.PlanMismatchError)
+    assert not status.is_retryable(FakeRpcError(code, message))
+
+
+def test_size_limit_is_invalid_argument_and_final() -> None:
+    code, message = status.status_for(errors.ResourceLimitError("tensor over the limit"))
+    assert code is Code.INVALID_ARGUMENT and message == "tensor over the limit"
+    assert isinstance(errors.ResourceLimitError("x"), errors.ProtocolError)
+
+
 def test_other_errors() -> None:
-    assert status.status_for(errors.FederationError("over"))[0] is Code.FAILED_PRECONDITION
+    assert status.status_for(errors.ConfigError("bad CRL path")) == (Code.INTERNAL, "bad CRL path")
     assert status.status_for(KeyError("secret")) == (Code.INTERNAL, status.INTERNAL_MESSAGE)
     unavailable = status.error_from_rpc(FakeRpcError(Code.UNAVAILABLE, "down"))
     assert isinstance(unavailable, errors.ConnectionFailedError)
     assert Code.UNAUTHENTICATED in status.FATAL_CODES and Code.UNAVAILABLE in status.RETRYABLE_CODES
+
+
+@pytest.mark.parametrize(("code", "details", "retry"), [
+    (Code.UNAVAILABLE, "disk full", True),
+    (Code.DEADLINE_EXCEEDED, "late", True),
+    (Code.RESOURCE_EXHAUSTED, "col-a has 4 streams open", True),
+    (Code.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 5)", False),
+    (Code.INVALID_ARGUMENT, "bad", False),
+    (Code.ABORTED, "federation failed", False),
+    (Code.PERMISSION_DENIED, "no", False),
+])  # fmt: skip
+def test_retryable_codes(code, details, retry) -> None:
+    assert status.is_retryable(FakeRpcError(code, details)) is retry
+    assert not status.is_retryable(RuntimeError("not an rpc error"))
+
+
+def test_retryable_and_fatal_codes_are_disjoint() -> None:
+    assert not status.RETRYABLE_CODES & status.FATAL_CODES
 
 
 @pytest.mark.parametrize(("details", "expected"), [
@@ -88,10 +131,23 @@ def test_environment_overrides() -> None:
     assert settings.long_poll_slice_seconds == 0.25 and settings.server_workers == 2048
 
 
+def test_hostile_client_settings_defaults_and_overrides() -> None:
+    default = TransportSettings()
+    assert default.first_message_seconds == 10.0
+    assert (default.max_streams_per_peer, default.max_polls_per_peer) == (4, 2)
+    assert default.max_tensor_names_per_request == 10000
+    env = {"FX_FIRST_MESSAGE_SECONDS": "2.5", "FX_MAX_STREAMS_PER_PEER": "8",
+           "FX_MAX_POLLS_PER_PEER": "3", "FX_MAX_TENSOR_NAMES": "50"}  # fmt: skip
+    settings = TransportSettings.from_mapping({"max_polls_per_peer": 1}, env=env)
+    assert settings.first_message_seconds == 2.5 and settings.max_streams_per_peer == 8
+    assert settings.max_polls_per_peer == 3 and settings.max_tensor_names_per_request == 50
+
+
 @pytest.mark.parametrize("section", [
     {"chunk_sise": 1}, {"chunk_size": "lots"}, {"tls": "maybe"}, {"chunk_size": 0},
     {"chunk_size": 4 * MIB, "max_message_bytes": 4 * MIB}, {"keepalive": {"nope": 1}},
-    {"long_poll_slice_seconds": 0},
+    {"long_poll_slice_seconds": 0}, {"first_message_seconds": 0}, {"max_streams_per_peer": 0},
+    {"max_polls_per_peer": 0}, {"max_tensor_names_per_request": 0},
 ])  # fmt: skip
 def test_invalid_settings_name_the_key(section: dict) -> None:
     with pytest.raises(errors.ConfigError, match="network"):
