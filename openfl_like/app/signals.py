@@ -8,6 +8,10 @@ child is started and recorded, never half-way through a write. A second signal m
 runs ``on_second`` (e.g. SIGKILL the children) and calls ``os._exit(128 + signum)``. The previous
 handlers are restored on exit.
 
+Where stopping at once loses nothing (a long-poll, a handshake retrying with backoff), the main
+thread may open ``interruptible()``: a stop request inside it raises ``StoppedBySignal`` there and
+then, like KeyboardInterrupt, instead of waiting for the call to return.
+
 Why a pipe and a thread: a Python signal handler runs in the main thread between two bytecodes,
 possibly while that thread holds the very lock ``Event.set`` or ``Thread.start`` would take.
 The handler therefore only writes one byte to a pipe (lock-free); the watcher thread reads it and
@@ -23,7 +27,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -74,20 +78,38 @@ class SignalStop:
         self._pipe: tuple[int, int] | None = None
         self._watcher: threading.Thread | None = None
         self._received = 0
+        self._interruptible = 0  # depth of interruptible() in the main thread
 
     # -- what callers use ----------------------------------------------------------------------
 
     @property
     def stopped(self) -> bool:
-        return self.event.is_set()
+        """True from the moment the handler ran (``event`` follows a moment later)."""
+        return self.signum is not None
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` s, waking at once on a stop request; True if stopped."""
         return self.event.wait(timeout)
 
+    def sleep_or_raise(self, seconds: float) -> None:
+        """A ``time.sleep`` for backoffs: ends early and raises ``StoppedBySignal`` on a stop."""
+        self.raise_if_stopped()
+        self.event.wait(seconds)
+        self.raise_if_stopped()
+
     def raise_if_stopped(self, message: str = "") -> None:
-        if self.signum is not None and self.event.is_set():
+        if self.signum is not None:
             raise StoppedBySignal(self.signum, message)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Main thread only: a stop request (already made, or made inside) raises here."""
+        self._interruptible += 1
+        try:
+            self.raise_if_stopped()  # the handler ran before the increment
+            yield
+        finally:
+            self._interruptible -= 1
 
     # -- installation --------------------------------------------------------------------------
 
@@ -141,6 +163,8 @@ class SignalStop:
             if self._pipe is not None:
                 with contextlib.suppress(OSError):
                     os.write(self._pipe[1], bytes([int(sig)]))
+            if self._interruptible:
+                raise StoppedBySignal(sig)
             return
         with contextlib.suppress(OSError):
             os.write(2, f"second {sig.name}: exiting at once\n".encode())

@@ -92,6 +92,7 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
     task_id = progress.add_task("starting", total=None, rounds="-")
 
     def on_status(status: dict[str, Any]) -> None:
+        progress.start()  # first status: a refusal before it shows no empty bar (idempotent)
         total = float(status.get("rounds_to_train") or 0) or None
         last = status.get("last_round") or {}
         metrics = (last.get("metrics") or {}).get("aggregated_model_validation") or {}
@@ -106,15 +107,17 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
                         rounds=f"{done:.0f}/{total or 0:.0f}")
 
     try:
-        with progress:
-            result = run_plan_locally(
-                plan_dir, pki=store, workspace=workspace, port=port, resume=resume,
-                fresh=fresh, log_level=_level_name(level), on_status=on_status,
-                timeout=timeout, handle_signals=True,
-            )
+        result = run_plan_locally(
+            plan_dir, pki=store, workspace=workspace, port=port, resume=resume,
+            fresh=fresh, log_level=_level_name(level), on_status=on_status,
+            timeout=timeout, handle_signals=True,
+        )
     except StoppedBySignal as exc:
+        progress.stop()
         click.echo(f"fx: {exc.message}", err=True)
         sys.exit(exc.exit_code)
+    finally:
+        progress.stop()
     out = Console()
     if not out.is_terminal:
         out = Console(width=132)  # a log file or pipe: wide enough for the whole table
