@@ -1,11 +1,10 @@
 """Composition root of a collaborator: its shard, its runner and the gRPC client, in one loop.
 
 With ``handle_signals``, SIGTERM/SIGHUP/SIGINT stop it gracefully (``app.signals``): a long-poll or
-a handshake is cut at once (nothing is lost: the aggregator hands the work out again), while a task
-in progress finishes and its result is sent, unless it has to be retried (the backoff ends at
-once); no further task starts. ``run_collaborator`` then
-raises ``StoppedBySignal``. A second signal exits at once; the collaborator persists nothing but
-its lock, which the kernel releases.
+a handshake is cut at once (nothing is lost: the aggregator hands the work out again); a task in
+progress finishes and its result is sent, unless sending needs a retry (a stop ends the backoff);
+no further task starts. ``run_collaborator`` then raises ``StoppedBySignal``. A second signal
+exits at once: the collaborator persists nothing but its lock, which the kernel releases.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ class _Children:
                 child.process.wait()
             child.log_file.close()
 
-    def kill_now(self, _signum: int = signal.SIGKILL) -> None:
+    def kill_now(self, _signum: object = None) -> None:
         """SIGKILL every child's group at once (a second signal: no time for grace)."""
         for child in self.items:
             with contextlib.suppress(OSError):
@@ -261,6 +261,7 @@ def run_plan_locally(
                                 collaborators=plan.collaborators)
             stop.raise_if_stopped()
             prepare_workspace(ws, resume=resume, fresh=fresh)
+            stop.raise_if_stopped()
             try:
                 codes = _run_children(plan, plan_dir, pki, ws, children, stop, port=port,
                                       log_level=log_level, on_status=on_status, timeout=timeout)

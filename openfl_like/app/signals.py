@@ -18,7 +18,11 @@ The handler therefore only writes one byte to a pipe (lock-free); the watcher th
 does everything else.
 
 ``StoppedBySignal`` is what callers raise once they have stopped; the CLI turns it into one line
-and an exit code (128 + signum by default).
+and an exit code (128 + signum by default). Typical use, e.g. for a server::
+
+    with SignalStop(on_stop=lambda sig: server.stop()) as stop:
+        server.run()            # returns once on_stop has stopped it
+        stop.raise_if_stopped() # tell the caller it was a signal, not the normal end
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
 
     SIGTERM, SIGHUP or Ctrl-C stop it gracefully: a wait for work ends at once, a task in
     progress finishes and its result is sent. It then exits 0 (being told to stop is not a
-    failure) with one line; starting it again rejoins the federation. A second signal exits at
-    once (128+signal).
+    failure) with one line; starting it again rejoins the federation (the aggregator accepts
+    the new process once the old one has been silent for FX_INSTANCE_TAKEOVER_SECONDS, 30 s by
+    default). A second signal exits at once (128+signal).
     """
     from openfl_like.app.collaborator import run_collaborator
     from openfl_like.app.signals import StoppedBySignal
