@@ -1,7 +1,15 @@
-"""Composition root of a collaborator: its shard, its runner and the gRPC client, in one loop."""
+"""Composition root of a collaborator: its shard, its runner and the gRPC client, in one loop.
+
+With ``handle_signals``, SIGTERM/SIGHUP/SIGINT stop it gracefully (``app.signals``): a long-poll or
+a handshake is cut at once (nothing is lost: the aggregator hands the work out again); a task in
+progress finishes and its result is sent, unless sending needs a retry (a stop ends the backoff);
+no further task starts. ``run_collaborator`` then raises ``StoppedBySignal``. A second signal
+exits at once: the collaborator persists nothing but its lock, which the kernel releases.
+"""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,6 +18,7 @@ import numpy as np
 from openfl_like.app.common import Workspace, parse_address, runner_params
 from openfl_like.app.locks import ProcessLock
 from openfl_like.app.settings import transport_settings
+from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop
 from openfl_like.core.errors import PermissionDeniedError, PlanError
 from openfl_like.core.ids import check_name
 from openfl_like.core.logging import get_logger
@@ -21,16 +30,18 @@ from openfl_like.core.messages import (
     TasksReply,
 )
 from openfl_like.federation.collaborator import (
+    AggregatorPort,
     Collaborator,
     CollaboratorSettings,
     CollaboratorSummary,
 )
 from openfl_like.pki import PkiStore
 from openfl_like.plan.schema import Plan
-from openfl_like.runners.base import TaskRunner
+from openfl_like.runners.base import TaskOutcome, TaskRunner, Weights
 from openfl_like.runners.registry import create_runner
 from openfl_like.transport.aggregator_client import AggregatorGRPCClient
 from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.retry import RetryPolicy
 
 log = get_logger(__name__)
 
@@ -58,6 +69,55 @@ class GrpcAggregatorPort:
 
     def heartbeat(self) -> HeartbeatReply:
         return self.client.heartbeat()
+
+
+class StoppablePort:
+    """An AggregatorPort whose waiting calls (handshake, long-poll) a stop request cuts short."""
+
+    def __init__(self, inner: AggregatorPort, stop: SignalStop) -> None:
+        self.inner = inner
+        self.stop = stop
+
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
+        with self.stop.interruptible():
+            return self.inner.handshake(plan_digest, fingerprint)
+
+    def get_tasks(self) -> TasksReply:
+        with self.stop.interruptible():
+            return self.inner.get_tasks()
+
+    def get_aggregated_tensors(self, round_number: int, names: Sequence[str]
+                               ) -> dict[str, np.ndarray]:
+        return self.inner.get_aggregated_tensors(round_number, names)
+
+    def send_local_task_results(self, result: TaskResult, tensors: Mapping[str, np.ndarray]
+                                ) -> ResultAck:
+        return self.inner.send_local_task_results(result, tensors)
+
+    def heartbeat(self) -> HeartbeatReply:
+        return self.inner.heartbeat()
+
+
+class StoppableRunner:
+    """A TaskRunner that starts no new task once a stop was requested (the current one ends)."""
+
+    def __init__(self, inner: TaskRunner, stop: SignalStop) -> None:
+        self.inner = inner
+        self.stop = stop
+
+    def get_weights(self) -> Weights:
+        return self.inner.get_weights()
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        self.inner.set_weights(weights)
+
+    def train(self, *, epochs: int, batch_size: int) -> TaskOutcome:
+        self.stop.raise_if_stopped()
+        return self.inner.train(epochs=epochs, batch_size=batch_size)
+
+    def validate(self, *, batch_size: int) -> TaskOutcome:
+        self.stop.raise_if_stopped()
+        return self.inner.validate(batch_size=batch_size)
 
 
 def build_runner(plan: Plan, name: str, *, allow_custom: bool = False) -> TaskRunner:
@@ -90,8 +150,13 @@ def run_collaborator(
     tls_files: TlsFiles | None = None,
     workspace: str | Path | None = None,
     allow_custom: bool = False,
+    handle_signals: bool = False,
 ) -> CollaboratorSummary:
-    """Join the federation as ``name`` and work until it ends."""
+    """Join the federation as ``name`` and work until it ends.
+
+    ``handle_signals`` (main thread only): a terminating signal stops it gracefully (module
+    docstring) and raises ``StoppedBySignal``.
+    """
     check_name(name, "collaborator name")
     if name not in plan.collaborators:
         raise PermissionDeniedError(
@@ -99,7 +164,16 @@ def run_collaborator(
             f"{', '.join(plan.collaborators)})"
         )
     ws = Workspace.for_plan(plan, workspace)
-    with ProcessLock(ws.locks_dir / f"collaborator-{name}.lock", f"collaborator {name!r}"):
+    collaborator: Collaborator | None = None
+
+    def on_stop(signum: signal.Signals) -> None:
+        log.info("%s: %s received: stopping after the current task", name, signum.name)
+        if collaborator is not None:
+            collaborator.stop()
+
+    signals = TERMINATING_SIGNALS if handle_signals else ()
+    with (ProcessLock(ws.locks_dir / f"collaborator-{name}.lock", f"collaborator {name!r}"),
+          SignalStop(signals, on_stop=on_stop) as stop):
         settings = transport_settings(plan)
         if aggregator_address:
             host, port = parse_address(aggregator_address)
@@ -114,8 +188,14 @@ def run_collaborator(
             host=host, port=port, collaborator_name=name,
             aggregator_name=plan.aggregator.name, federation_uuid=plan.federation_uuid,
             tls_files=files, settings=settings,
+            # a stop request ends a retry's backoff at once: no point in reconnecting then
+            retry=RetryPolicy.from_settings(settings.retry, sleep=stop.sleep_or_raise),
         )
         with client:
-            collaborator = Collaborator(name, GrpcAggregatorPort(client), runner,
-                                        CollaboratorSettings.from_plan(plan))
-            return collaborator.run()
+            collaborator = Collaborator(
+                name, StoppablePort(GrpcAggregatorPort(client), stop),
+                StoppableRunner(runner, stop), CollaboratorSettings.from_plan(plan),
+            )
+            summary = collaborator.run()
+        stop.raise_if_stopped()
+        return summary

@@ -9,7 +9,19 @@ import fcntl
 import os
 from pathlib import Path
 
+from openfl_like.app.common import Workspace
 from openfl_like.core.errors import FederationError
+
+AGGREGATOR_LOCK = "aggregator.lock"
+
+
+class LockHeldError(FederationError):
+    """Another live process holds the lock; ``holder`` is its pid as it wrote it (or a phrase)."""
+
+    def __init__(self, message: str, *, path: Path, holder: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.holder = holder
 
 
 class ProcessLock:
@@ -26,8 +38,9 @@ class ProcessLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise FederationError(
-                f"{self.what} is already running on this host (pid {holder}, lock {self.path})"
+            raise LockHeldError(
+                f"{self.what} is already running on this host (pid {holder}, lock {self.path})",
+                path=self.path, holder=holder,
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -44,3 +57,9 @@ class ProcessLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def aggregator_lock(ws: Workspace) -> ProcessLock:
+    """The lock `fx aggregator start` holds while it serves ``ws``; `fx plan run` takes it too
+    while it inspects or clears the workspace, so it never deletes a live aggregator's state."""
+    return ProcessLock(ws.locks_dir / AGGREGATOR_LOCK, f"the aggregator of {ws.root}")

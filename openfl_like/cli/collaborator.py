@@ -39,8 +39,15 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
 
     Exits 0 with a summary when the aggregator says the federation is over; exits non-zero with
     one line when refused (unknown name, bad certificate, plan mismatch).
+
+    SIGTERM, SIGHUP or Ctrl-C stop it gracefully: a wait for work ends at once, a task in
+    progress finishes and its result is sent. It then exits 0 (being told to stop is not a
+    failure) with one line; starting it again rejoins the federation (the aggregator accepts
+    the new process once the old one has been silent for FX_INSTANCE_TAKEOVER_SECONDS, 30 s by
+    default). A second signal exits at once (128+signal).
     """
     from openfl_like.app.collaborator import run_collaborator
+    from openfl_like.app.signals import StoppedBySignal
     from openfl_like.plan.load import load_plan
     from openfl_like.transport.credentials import TlsFiles
 
@@ -51,6 +58,13 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
             cert_path=cert or store.cert_path(name), key_path=key or store.key_path(name),
             ca_bundle_path=ca_bundle or store.ca_bundle_path,
         )
-    summary = run_collaborator(plan, name, pki=store, aggregator_address=aggregator_address,
-                               tls_files=files, workspace=workspace, allow_custom=allow_custom)
+    try:
+        summary = run_collaborator(
+            plan, name, pki=store, aggregator_address=aggregator_address, tls_files=files,
+            workspace=workspace, allow_custom=allow_custom, handle_signals=True,
+        )
+    except StoppedBySignal as exc:
+        click.echo(f"collaborator {name} stopped by {exc.signum.name}; start it again to rejoin",
+                   err=True)
+        return
     click.echo(summary.describe())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,19 +51,37 @@ def validate(plan_dir: Path) -> None:
               help="Aggregator port (default: aggregator.port; 0 picks a free one).")
 @click.option("--resume", is_flag=True,
               help="Continue the federation saved in the workspace instead of starting afresh.")
+@click.option("--fresh", is_flag=True,
+              help="Delete an unfinished run saved in the workspace (state/, outputs/, "
+              "status.json) and start afresh; without it such a run is kept and refused.")
 @click.option("--timeout", type=float, default=None,
               help="Give up (and stop every process) after this many seconds.")
 def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | None,
-        resume: bool, timeout: float | None) -> None:
+        resume: bool, fresh: bool, timeout: float | None) -> None:
     """Run the whole federation on this host: the PKI it lacks, one aggregator and every
     collaborator of cols.yaml as separate processes over mutual TLS on 127.0.0.1.
 
     Shows progress per round, prints a metrics table, writes models, metrics (CSV, JSON,
     TensorBoard) and a plot into the workspace's outputs/, and ends with the final global
     model's held-out test accuracy. Process logs are in the workspace's logs/.
+
+    \b
+    The workspace's previous run:
+      finished or failed: cleared (a log line says so)
+      unfinished: refused; --resume continues it, --fresh deletes it
+      still served by a live aggregator: refused; nothing is touched
+
+    SIGTERM, SIGHUP or Ctrl-C stops every process it started (SIGTERM, then SIGKILL after
+    10 s; a second signal kills them at once) and exits 128+signal; the saved state stays,
+    so --resume continues.
     """
     from openfl_like.app.local_run import run_plan_locally
+    from openfl_like.app.signals import StoppedBySignal
     from openfl_like.core.logging import get_logger
+
+    if resume and fresh:
+        raise click.UsageError("--resume and --fresh exclude each other: continue the saved "
+                               "run, or delete it")
 
     console = Console(stderr=True)
     level = get_logger("cli").getEffectiveLevel()
@@ -73,6 +92,7 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
     task_id = progress.add_task("starting", total=None, rounds="-")
 
     def on_status(status: dict[str, Any]) -> None:
+        progress.start()  # first status: a refusal before it shows no empty bar (idempotent)
         total = float(status.get("rounds_to_train") or 0) or None
         last = status.get("last_round") or {}
         metrics = (last.get("metrics") or {}).get("aggregated_model_validation") or {}
@@ -86,11 +106,18 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
         progress.update(task_id, total=total, completed=done, description=text,
                         rounds=f"{done:.0f}/{total or 0:.0f}")
 
-    with progress:
+    try:
         result = run_plan_locally(
             plan_dir, pki=store, workspace=workspace, port=port, resume=resume,
-            log_level=_level_name(level), on_status=on_status, timeout=timeout,
+            fresh=fresh, log_level=_level_name(level), on_status=on_status,
+            timeout=timeout, handle_signals=True,
         )
+    except StoppedBySignal as exc:
+        progress.stop()
+        click.echo(f"fx: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    finally:
+        progress.stop()
     out = Console()
     if not out.is_terminal:
         out = Console(width=132)  # a log file or pipe: wide enough for the whole table
