@@ -18,7 +18,7 @@ from typing import Any
 
 from openfl_like.app.common import Workspace, runner_params
 from openfl_like.app.exports import fault_hook_from_env, write_checksums
-from openfl_like.app.locks import ProcessLock
+from openfl_like.app.locks import ProcessLock, aggregator_lock
 from openfl_like.app.settings import transport_settings
 from openfl_like.core.errors import FederationError
 from openfl_like.core.fsutil import atomic_write, replace_derived
@@ -254,7 +254,7 @@ def start_aggregator(
     """Load or create the federation state and start serving it over gRPC."""
     limit_malloc_arenas()  # before TensorFlow or gRPC start threads (see transport.memory)
     ws = Workspace.for_plan(plan, workspace)
-    lock = ProcessLock(ws.locks_dir / "aggregator.lock", f"the aggregator of {ws.root}").acquire()
+    lock = aggregator_lock(ws).acquire()
     try:
         settings = transport_settings(plan)
         tls_files = TlsFiles.for_participant(pki, plan.aggregator.name) if settings.tls else None

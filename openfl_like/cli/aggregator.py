@@ -11,7 +11,6 @@ from rich.table import Table
 
 from openfl_like.cli.options import allow_custom_option, plan_dir_option, workspace_option
 from openfl_like.cli.pki import pki_dir_option
-from openfl_like.cli.signals import stop_on_signals
 from openfl_like.core.errors import FederationError
 from openfl_like.pki import PkiStore
 
@@ -33,20 +32,22 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
           port: int | None, allow_custom: bool) -> None:
     """Serve the federation over mutual TLS until its last round; resume saved state if any.
 
-    SIGTERM or Ctrl-C stops it gracefully: no new work, in-flight uploads get a few seconds,
-    the state is saved, collaborators are told to come back later, exit code 0. Starting it
-    again resumes the federation. A second signal exits at once.
+    SIGTERM, SIGHUP or Ctrl-C stops it gracefully: no new work, in-flight uploads get a few
+    seconds, the state is saved, collaborators are told to come back later, exit code 0.
+    Starting it again resumes the federation. A second signal exits at once.
 
     The aggregator's certificate and key come from the PKI store under the plan's aggregator
     name (aggregator.name, default 'aggregator').
     """
     from openfl_like.app.aggregator import start_aggregator
+    from openfl_like.app.signals import SignalStop
     from openfl_like.plan.load import load_plan
 
     plan = load_plan(plan_dir)
     running = start_aggregator(plan, pki=store, workspace=workspace, host=host, port=port,
                                allow_custom=allow_custom)
-    with stop_on_signals(running.stop_requested, what="the aggregator"):
+    # SIGTERM/SIGHUP/SIGINT: a graceful stop (the run loop sees the event); a second: now.
+    with SignalStop(on_stop=lambda _sig: running.stop_requested.set()):
         final = running.run()
     if final.get("stopped"):
         click.echo(f"aggregator of {plan.federation.name} stopped; the state is saved and "

@@ -165,19 +165,28 @@ class Collaborator:
         # the metrics of the others (one call per round instead of one per task).
         results: list[TaskResult] = []
         tensors: Mapping[str, np.ndarray] = {}
-        for task in tasks:
-            outcome = self._execute(task)
-            result = TaskResult(ResultKey(self.name, round_number, task.name),
-                                data_size=outcome.data_size, metrics=dict(outcome.metrics))
-            if task.kind is TaskKind.TRAIN:
-                tensors = self.runner.get_weights()
-                results.insert(0, result)
-                # The runner now holds the local model; the next round must fetch the global.
-                self._model_round = None
-            else:
-                results.append(result)
-        if not results:
-            return
+        try:
+            for task in tasks:
+                outcome = self._execute(task)
+                result = TaskResult(ResultKey(self.name, round_number, task.name),
+                                    data_size=outcome.data_size, metrics=dict(outcome.metrics))
+                if task.kind is TaskKind.TRAIN:
+                    tensors = self.runner.get_weights()
+                    results.insert(0, result)
+                    # The runner now holds the local model; the next round must fetch it.
+                    self._model_round = None
+                else:
+                    results.append(result)
+        except BaseException:
+            # A task failed or the collaborator is being stopped: what is done still counts.
+            if results:
+                self._send(round_number, results, tensors)
+            raise
+        if results:
+            self._send(round_number, results, tensors)
+
+    def _send(self, round_number: int, results: Sequence[TaskResult],
+              tensors: Mapping[str, np.ndarray]) -> None:
         main = replace(results[0], also=tuple(results[1:]))
         ack = self.port.send_local_task_results(main, tensors)
         self.summary.last_round = round_number

@@ -61,7 +61,8 @@ class FakePort:
 
     def send_local_task_results(self, result: TaskResult, tensors: Mapping[str, np.ndarray]
                                 ) -> ResultAck:
-        self.sent.append(result.key.task_name)
+        # (one upload per round: the metrics-only results ride along in ``also``)
+        self.sent.extend(r.key.task_name for r in (result, *result.also))
         return ResultAck(accepted=True)
 
     def heartbeat(self) -> HeartbeatReply:
