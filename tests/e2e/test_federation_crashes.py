@@ -289,7 +289,7 @@ def test_a_revoked_collaborator_is_dropped_at_once(tmp_path: Path, procs: Proces
                               "stragglers.liveness_timeout_seconds": 120})
     fed = _start_all(tmp_path, plan, pki, procs)
     assert fed.aggregator is not None
-    name, _ = _freeze_last_collaborator(fed)
+    name, frozen = _freeze_last_collaborator(fed)
     frozen_round = fed.status()["round"]
     # Execute
     revoke = run_fx("pki", "revoke", name, "--pki-dir", pki, cwd=tmp_path)
@@ -299,6 +299,7 @@ def test_a_revoked_collaborator_is_dropped_at_once(tmp_path: Path, procs: Proces
     for other in others:
         fed.collaborators[other].wait_ok(90)
     fed.aggregator.wait_ok(60)
+    frozen.kill9()  # (stopped, it would only die at the teardown's SIGKILL, 5 s later)
     history = json.loads((outputs_dir(fed.workspace) / "metrics.json").read_text())
     late = [r for r in history if r["round"] >= frozen_round]
     assert late, history
