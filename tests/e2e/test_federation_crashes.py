@@ -105,6 +105,20 @@ def _freeze_last_collaborator(fed: Federation) -> tuple[str, FxProcess]:
     return name, laggard
 
 
+def _unreferenced_staging(state_dir: Path) -> list[str]:
+    """Staged files that neither the snapshot nor the open round's journal refers to (what an
+    upload cut short would leave behind)."""
+    raw = json.loads((state_dir / "state.json").read_text())
+    named = {p["staged"] for parts in raw["derived_models"].values() for p in parts}
+    journal = state_dir / f"journal-{raw['round_number']}.jsonl"
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            named.add(json.loads(line.partition(" ")[2]).get("staged"))
+    staging = state_dir / "staging"
+    return sorted(p.name for p in staging.iterdir() if p.name not in named) \
+        if staging.is_dir() else []
+
+
 def _finish(fed: Federation, aggregator: FxProcess) -> None:
     for process in fed.collaborators.values():
         process.wait_ok(90)
@@ -178,6 +192,7 @@ def test_sigterm_mid_round_stops_cleanly_and_a_restart_finishes_the_same_model(
     code = first.wait(15)  # the grace for uploads and a close is 5 s; well within 15
     status = json.loads((fed.workspace / "status.json").read_text())
     leftovers = sorted(p.name for p in (fed.workspace / "state").rglob("*.tmp"))
+    orphans = _unreferenced_staging(fed.workspace / "state")
     survivors = {n: p.alive() for n, p in fed.collaborators.items() if n != name}
     restarted = fed.start_aggregator()
     restarted.stderr.wait_for(rf"resum\w* .*round {status['round']}", 30)
@@ -187,7 +202,7 @@ def test_sigterm_mid_round_stops_cleanly_and_a_restart_finishes_the_same_model(
     assert code == 0, first.output()
     assert "stopped; the state is saved" in first.stdout.text()
     assert status["phase"] == "stopped", status
-    assert leftovers == []
+    assert leftovers == [] and orphans == []
     assert all(survivors.values()), survivors
     _finish(fed, restarted)
     assert_same_weights(load_npz(outputs_dir(fed.workspace) / "final_model.npz"),

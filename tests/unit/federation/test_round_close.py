@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from openfl_like.core.errors import FederationError
+from openfl_like.federation import Aggregator
 from openfl_like.federation.closer import CloseRetry
 from openfl_like.federation.round_close import (
     STEP_AGGREGATE,
@@ -84,8 +85,9 @@ def _assert_same_model(got: dict[str, np.ndarray], expected: dict[str, np.ndarra
 
 
 @pytest.fixture
-def stop_later() -> Iterator[list]:  # type: ignore[type-arg]
-    made: list = []  # type: ignore[type-arg]
+def stop_later() -> Iterator[list[Aggregator]]:
+    """Aggregators a test made: stopped (closer thread ended, files closed) after it."""
+    made: list[Aggregator] = []
     yield made
     for agg in made:
         agg.stop()
@@ -99,7 +101,7 @@ def stop_later() -> Iterator[list]:  # type: ignore[type-arg]
 ])
 def test_a_step_failing_once_is_retried_to_the_uninterrupted_model(
         tmp_path: Path, reference: Callable[[str], dict[str, np.ndarray]],
-        stop_later: list, aggregation: str, step: str) -> None:  # type: ignore[type-arg]
+        stop_later: list[Aggregator], aggregation: str, step: str) -> None:
     # Prepare
     plan = make_plan(tmp_path, {"aggregation": AGGREGATIONS[aggregation]})
     fault = Fault(step)
@@ -125,8 +127,7 @@ def test_a_step_failing_once_is_retried_to_the_uninterrupted_model(
     ("fedopt", STEP_MODEL_WRITE), ("median", STEP_SNAPSHOT_WRITE),
 ])
 def test_a_step_failing_every_time_fails_the_federation_with_the_reason(
-        tmp_path: Path, stop_later: list, aggregation: str,  # type: ignore[type-arg]
-        step: str) -> None:
+        tmp_path: Path, stop_later: list[Aggregator], aggregation: str, step: str) -> None:
     # Prepare
     plan = make_plan(tmp_path, {"aggregation": AGGREGATIONS[aggregation]})
     fault = Fault(step, times=None)
@@ -149,7 +150,7 @@ def test_a_step_failing_every_time_fails_the_federation_with_the_reason(
 
 
 def test_a_failing_close_never_reaches_the_uploader(tmp_path: Path,
-                                                    stop_later: list) -> None:  # type: ignore
+                                                    stop_later: list[Aggregator]) -> None:
     # Prepare: round 0's close fails once.
     plan = make_plan(tmp_path)
     fault = Fault(STEP_AGGREGATE, round_number=0)
@@ -170,7 +171,7 @@ def test_a_failing_close_never_reaches_the_uploader(tmp_path: Path,
 @pytest.mark.parametrize("failing_round", [1, 3], ids=["training-round", "final-round"])
 def test_outputs_failing_never_fail_the_federation(
         tmp_path: Path, reference: Callable[[str], dict[str, np.ndarray]],
-        stop_later: list, failing_round: int) -> None:  # type: ignore[type-arg]
+        stop_later: list[Aggregator], failing_round: int) -> None:
     # Prepare: writing the outputs fails every time it is tried in that round.
     plan = make_plan(tmp_path)
     fault = Fault(STEP_OUTPUTS, round_number=failing_round, times=None)
