@@ -57,6 +57,7 @@ from openfl_like.federation.assigner import make_assigner
 from openfl_like.federation.closer import CloseRetry, RoundCloser
 from openfl_like.federation.outputs import OutputWriter
 from openfl_like.federation.round_close import (
+    STEP_OUTPUTS,
     ClosedRound,
     CloseInput,
     FaultHook,
@@ -167,9 +168,12 @@ class Aggregator:
                                       clock(), self._state.results)
         if self._state.failed:
             self._ended.set()  # (a finished one is set once the closer has redone the exports)
+        # The outputs step's hook runs inside write_outputs (not the closer's), so that a
+        # failure there still marks a finished federation as ended.
+        self._fault_hook = fault_hook
         self._closer = RoundCloser(
             self, RoundTransaction(plan, self._store, self._models, fault_hook),
-            retry=close_retry, fault_hook=fault_hook)
+            retry=close_retry)
         if start:
             self._closer.start()
 
@@ -273,6 +277,8 @@ class Aggregator:
 
     def write_outputs(self, closed: ClosedRound) -> None:
         try:
+            if self._fault_hook is not None:
+                self._fault_hook(STEP_OUTPUTS, closed.record["round"])
             if self._outputs is not None:
                 self._outputs.round_closed(closed.record, closed.state.history)
             if closed.state.done:
