@@ -8,6 +8,7 @@ has been told that the federation is over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -50,17 +51,28 @@ STATUS_INTERVAL_SECONDS = 0.5
 # After the last round: how long to keep answering, beyond the liveness timeout, so that every
 # collaborator (also one that reconnects to a restarted aggregator) learns it is over.
 FAREWELL_SECONDS = 10.0
+FAREWELL_RECORD = "farewell.json"  # in the state folder: who has heard that it is over
 # SIGTERM: how long in-flight uploads and a running round close get before the process exits.
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 class _FarewellTracker:
-    """Wraps the aggregator handler to note who has been told the federation is done."""
+    """Wraps the aggregator handler to note who has been told the federation is done.
 
-    def __init__(self, inner: Aggregator) -> None:
+    The names are also kept in ``record`` (derived, not fsynced), so an aggregator restarted
+    after a crash at the very end does not wait for collaborators that had heard and left.
+    """
+
+    def __init__(self, inner: Aggregator, record: Path) -> None:
         self.inner = inner
+        self.record = record
         self.told_done: set[str] = set()
         self._lock = threading.Lock()
+        if inner.done:
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                saved = json.loads(record.read_text())
+                if saved.get("federation_uuid") == inner.plan.federation_uuid:
+                    self.told_done = {str(n) for n in saved["told"]}
 
     def is_authorized(self, collaborator: str) -> bool:
         return self.inner.is_authorized(collaborator)
@@ -105,7 +117,13 @@ class _FarewellTracker:
 
     def _told(self, collaborator: str) -> None:
         with self._lock:
+            if collaborator in self.told_done:
+                return
             self.told_done.add(collaborator)
+            text = json.dumps({"federation_uuid": self.inner.plan.federation_uuid,
+                               "told": sorted(self.told_done)})
+        with contextlib.suppress(OSError):
+            replace_derived(self.record, text)
 
     def not_yet_told(self) -> list[str]:
         """Collaborators of the plan not told that the federation ended (nor dropped)."""
@@ -172,6 +190,8 @@ class RunningAggregator:
                 self.write_status()
                 self._say_farewell()
                 raise FederationError(f"federation failed: {self.aggregator.failed}")
+            if not self.aggregator.exported:  # the closer's attempt failed: once more, loudly
+                self.aggregator.export_final()
             self.final_metrics = self.finish()
             write_checksums(self.workspace.output_dir)
             self.write_status()
@@ -269,7 +289,7 @@ def start_aggregator(
         aggregator = Aggregator(plan, initial_weights=initial, state_dir=ws.state_dir,
                                 output_dir=ws.output_dir, after_upload=release_free_heap_after,
                                 fault_hook=fault_hook_from_env())
-        tracker = _FarewellTracker(aggregator)
+        tracker = _FarewellTracker(aggregator, ws.state_dir / FAREWELL_RECORD)
         grpc_server = AggregatorGRPCServer(
             tracker, aggregator_name=plan.aggregator.name,
             federation_uuid=plan.federation_uuid, tls_files=tls_files, settings=settings,

@@ -144,6 +144,7 @@ class Aggregator:
         self._closing = False
         self._disk_problem = ""
         self._disk_checked = 0.0
+        self.exported = False  # final exports written (the closer does it when the run ends)
         self._outputs = (
             OutputWriter(output_dir if output_dir is not None else plan.output_dir,
                          tensorboard=plan.aggregator.write_tensorboard,
@@ -640,6 +641,7 @@ class Aggregator:
         that had ended redoes them."""
         if self._outputs is not None:
             self._outputs.finish(self.weights(), self.best_weights(), self.history)
+        self.exported = True
 
     def wait_for_round(self, round_number: int, timeout: float | None = 10.0) -> bool:
         """Block until round ``round_number`` is open (or the federation ended); False on

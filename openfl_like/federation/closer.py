@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -27,7 +26,6 @@ from typing import Protocol
 from openfl_like.core.errors import OpenflLikeError, UnavailableError
 from openfl_like.core.logging import get_logger
 from openfl_like.federation.round_close import (
-    STEP_OUTPUTS,
     ClosedRound,
     CloseInput,
     RoundTransaction,
@@ -85,15 +83,13 @@ def _delete_in_background(paths: list[Path]) -> None:
 class RoundCloser:
     def __init__(self, host: CloseHost, transaction: RoundTransaction, *,
                  retry: CloseRetry | None = None,
-                 sleep_event: threading.Event | None = None,
-                 fault_hook: Callable[[str, int], None] | None = None) -> None:
+                 sleep_event: threading.Event | None = None) -> None:
         self._host = host
         self._transaction = transaction
         self._retry = retry or CloseRetry()
         self._signal = sleep_event or threading.Event()
         self._stopping = False
         self._busy = threading.Lock()  # held while a close (or its outputs) is in progress
-        self._hook = fault_hook
         self._thread = threading.Thread(target=self._run, name="round-closer", daemon=True)
 
     def start(self) -> None:
@@ -159,8 +155,6 @@ class RoundCloser:
         self._host.commit(closed)
         _delete_in_background(closed.dead_files)
         try:
-            if self._hook is not None:
-                self._hook(STEP_OUTPUTS, inp.round_number)
             self._host.write_outputs(closed)
         except Exception:  # outputs are derived: redone from the state, never fatal
             log.exception("could not write the outputs of round %d", inp.round_number)

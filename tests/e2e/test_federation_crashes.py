@@ -218,7 +218,8 @@ def _state_after_round_0(plan_dir: Path, workspace: Path) -> Path:
                               **dict(plan.task_runner.params))
     state_dir = workspace / "state"
     agg = Aggregator(plan, initial_weights=weights, state_dir=state_dir,
-                     output_dir=workspace / "outputs", write_outputs=False)
+                     output_dir=workspace / "outputs", write_outputs=False,
+                     inline_max_bytes=0)  # updates staged as files, the model derived
     from openfl_like.core.messages import NamedTensor, ResultKey, TaskResult
 
     try:
@@ -238,28 +239,36 @@ def _state_after_round_0(plan_dir: Path, workspace: Path) -> Path:
 
 
 def _damage_state_json(state_dir: Path) -> Path:
+    """One digit of a metric in the saved history, changed."""
     path = state_dir / "state.json"
     text = path.read_text()
-    at = text.index('"weight":') + len('"weight":')
+    at = text.index('"accuracy":') + len('"accuracy":')
     digit = text[at]
     assert digit.isdigit(), text[at:at + 10]
     path.write_text(text[:at] + str((int(digit) + 1) % 10) + text[at + 1:])
     return path
 
 
-def _damage_staged(state_dir: Path) -> Path:
+def _damage_model_data(state_dir: Path) -> Path:
+    """One flipped byte in what the model of round 1 is read from at resume: the staged
+    updates it is derived from, or its own file (small models: their updates are inline)."""
     raw = json.loads((state_dir / "state.json").read_text())
-    part = raw["derived_models"]["1"][0]
-    path = state_dir / "staging" / part["staged"]
+    if "1" in raw.get("derived_models", {}):
+        part = raw["derived_models"]["1"][0]
+        path = state_dir / "staging" / part["staged"]
+        layout = part["layout"]
+    else:
+        path = state_dir / "models" / raw["model_files"]["1"]
+        layout = json.loads(path.with_name(path.name + ".json").read_text())["tensors"]
     data = bytearray(path.read_bytes())
-    data[min(e["offset"] for e in part["layout"].values())] ^= 0x01
+    data[min(e["offset"] for e in layout.values())] ^= 0x01
     path.write_bytes(bytes(data))
     return path
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("damage", [_damage_state_json, _damage_staged],
-                         ids=["state-json", "staged-update"])
+@pytest.mark.parametrize("damage", [_damage_state_json, _damage_model_data],
+                         ids=["state-json", "model-data"])
 def test_a_changed_byte_in_the_state_makes_the_start_refuse(
         tmp_path: Path, shared_pki: Path, damage: Any) -> None:
     # Prepare

@@ -114,8 +114,8 @@ def test_bad_uploads_are_invalid_argument_and_leave_nothing(pki: Pki, federation
         assert _staged(staging) == []
 
 
-def test_the_aggregator_process_handler_takes_streamed_uploads(federation) -> None:
+def test_the_aggregator_process_handler_takes_streamed_uploads(federation, tmp_path) -> None:
     # `fx aggregator start` serves the Aggregator through a wrapper: it must keep the capability.
     agg, _, _ = federation
     assert isinstance(agg, StreamingUploads)
-    assert isinstance(_FarewellTracker(agg), StreamingUploads)
+    assert isinstance(_FarewellTracker(agg, tmp_path / "farewell.json"), StreamingUploads)

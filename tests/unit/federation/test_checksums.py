@@ -22,7 +22,7 @@ from tests.unit.federation.scenario import EVERYTHING, Script, new_aggregator
 def _after_round_0(tmp_path: Path, aggregation: str = "fedavg") -> tuple[Plan, Path]:
     """A federation whose round 0 closed, then stopped; returns (plan, state folder)."""
     plan = make_plan(tmp_path, {"aggregation": {"name": aggregation}})
-    agg = new_aggregator(tmp_path, plan)
+    agg = new_aggregator(tmp_path, plan, inline_max_bytes=0)  # (updates staged as files)
     Script(plan).round(agg, 0)
     agg.stop()
     return plan, tmp_path / "state"
