@@ -78,8 +78,9 @@ class _FarewellTracker:
         return self.inner.is_authorized(collaborator)
 
     def handshake(self, collaborator: str, plan_digest: str,
-                  plan_fingerprint: Mapping[str, str]) -> HandshakeReply:
-        reply = self.inner.handshake(collaborator, plan_digest, plan_fingerprint)
+                  plan_fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
+        reply = self.inner.handshake(collaborator, plan_digest, plan_fingerprint, sample_counts)
         if reply.done:
             self._told(collaborator)
         return reply

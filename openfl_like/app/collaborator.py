@@ -52,8 +52,9 @@ class GrpcAggregatorPort:
     def __init__(self, client: AggregatorGRPCClient) -> None:
         self.client = client
 
-    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
-        return self.client.handshake(plan_digest, fingerprint)
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int]) -> HandshakeReply:
+        return self.client.handshake(plan_digest, fingerprint, sample_counts)
 
     def get_tasks(self) -> TasksReply:
         return self.client.get_tasks()
@@ -78,9 +79,10 @@ class StoppablePort:
         self.inner = inner
         self.stop = stop
 
-    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int]) -> HandshakeReply:
         with self.stop.interruptible():
-            return self.inner.handshake(plan_digest, fingerprint)
+            return self.inner.handshake(plan_digest, fingerprint, sample_counts)
 
     def get_tasks(self) -> TasksReply:
         with self.stop.interruptible():
@@ -118,6 +120,9 @@ class StoppableRunner:
     def validate(self, *, batch_size: int) -> TaskOutcome:
         self.stop.raise_if_stopped()
         return self.inner.validate(batch_size=batch_size)
+
+    def sample_counts(self) -> Mapping[str, int]:
+        return self.inner.sample_counts()
 
 
 def build_runner(plan: Plan, name: str, *, allow_custom: bool = False) -> TaskRunner:

@@ -55,6 +55,7 @@ from openfl_like.core.waiting import Wakeup
 from openfl_like.federation.aggregation import make_aggregation
 from openfl_like.federation.assigner import make_assigner
 from openfl_like.federation.closer import CloseRetry, RoundCloser
+from openfl_like.federation.declarations import Declarations
 from openfl_like.federation.outputs import OutputWriter
 from openfl_like.federation.round_close import (
     STEP_OUTPUTS,
@@ -136,6 +137,7 @@ class Aggregator:
         self._async = plan.mode.name == "async"
         self._store = StateStore(state_dir if state_dir is not None else plan.state_dir)
         self._models = ModelFiles(self._store, make_aggregation(plan.aggregation))
+        self._declared = Declarations(self._store.root)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a round closed or the run ended
         self._waiters: set[Wakeup] = set()
@@ -335,7 +337,9 @@ class Aggregator:
         return self._state.done or bool(self._state.failed)
 
     def handshake(self, collaborator: str, plan_digest: str,
-                  plan_fingerprint: Mapping[str, str]) -> HandshakeReply:
+                  plan_fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
+        """Compare plans and record the collaborator's sample counts (``declarations``)."""
         self._check_participant(collaborator)
         if plan_digest != self._digest:
             lines = describe_differences(self._fingerprint, plan_fingerprint,
@@ -343,6 +347,11 @@ class Aggregator:
             detail = "; ".join(lines[:10]) if lines else (
                 f"digest {self._digest[:12]} here, {plan_digest[:12]} at {collaborator}")
             raise PlanMismatchError(f"plan differs from the aggregator's: {detail}")
+        if sample_counts is not None:
+            try:
+                self._declared.declare(collaborator, sample_counts)
+            except OSError as exc:
+                raise disk_error(self._declared.path, exc) from None
         with self._lock:
             self._round.touch(collaborator, self._clock())
             return HandshakeReply(round_number=self._state.round_number,
@@ -483,9 +492,12 @@ class Aggregator:
                 raise ProtocolError(f"{extra.key}: a train result must be the upload's first")
         if len({str(r.key) for r in results}) != len(results):
             raise ProtocolError(f"{key}: the same result twice in one upload")
-        return [TaskResult(r.key, check_data_size(
-                    r.data_size, needs_positive=r.key.task_name == TaskKind.TRAIN.value),
-                    check_metrics(r.metrics)) for r in results]
+        checked = [TaskResult(r.key, check_data_size(
+                       r.data_size, needs_positive=r.key.task_name == TaskKind.TRAIN.value),
+                       check_metrics(r.metrics)) for r in results]
+        for r in checked:
+            self._declared.check(r.key, r.data_size)
+        return checked
 
     def _receive(self, result: TaskResult, stage: Callable[[ResultKey], Staged],
                  no_tensors: Callable[[ResultKey], None]) -> ResultAck:
@@ -599,7 +611,7 @@ class Aggregator:
             return status_of(
                 plan=self.plan, state=self._state, rnd=self._round, now=self._clock(),
                 closing=self._closing, disk_problem=self._disk_problem,
-                stopped=self._stopped,
+                stopped=self._stopped, samples=self._declared.counts(),
                 tensorboard=bool(self._outputs and self._outputs.tensorboard_available))
 
     @property

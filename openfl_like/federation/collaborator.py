@@ -37,7 +37,8 @@ log = get_logger(__name__)
 class AggregatorPort(Protocol):
     """What a collaborator needs from its connection to the aggregator."""
 
-    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply: ...
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int]) -> HandshakeReply: ...
 
     def get_tasks(self) -> TasksReply: ...
 
@@ -105,7 +106,8 @@ class Collaborator:
 
     def run(self) -> CollaboratorSummary:
         """Work until the federation ends; raises OpenflLikeError when refused or mismatched."""
-        hello = self.port.handshake(self.settings.plan_digest, self.settings.fingerprint)
+        hello = self.port.handshake(self.settings.plan_digest, self.settings.fingerprint,
+                                    dict(self.runner.sample_counts()))
         log.info("%s joined at round %d of %d", self.name, hello.round_number, hello.rounds_total)
         if hello.failed:
             raise FederationError(f"the federation failed: {hello.failed}")

@@ -27,8 +27,8 @@ def _phase(state: AggregatorState, rnd: RoundState, *, closing: bool, stopped: b
 
 
 def status_of(*, plan: Plan, state: AggregatorState, rnd: RoundState, now: float,
-              closing: bool, disk_problem: str, stopped: bool, tensorboard: bool
-              ) -> Mapping[str, object]:
+              closing: bool, disk_problem: str, stopped: bool, tensorboard: bool,
+              samples: Mapping[str, Mapping[str, int]] | None = None) -> Mapping[str, object]:
     heartbeat = max(plan.collaborator.heartbeat_seconds, 1.0)
     finished = state.done or bool(state.failed)
     collaborators: dict[str, object] = {}
@@ -48,6 +48,8 @@ def status_of(*, plan: Plan, state: AggregatorState, rnd: RoundState, now: float
         }
         if name in rnd.dropped:
             info["dropped"] = rnd.dropped[name]
+        if samples and name in samples:
+            info["samples"] = dict(samples[name])
         collaborators[name] = info
     to_deadline = rnd.seconds_to_deadline(now)
     last = state.history[-1] if state.history else None

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class HandshakeRequest(_message.Message):
-    __slots__ = ("header", "plan_digest", "plan_fingerprint")
+    __slots__ = ("header", "plan_digest", "plan_fingerprint", "sample_counts")
     class PlanFingerprintEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -16,13 +16,22 @@ class HandshakeRequest(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SampleCountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     HEADER_FIELD_NUMBER: _ClassVar[int]
     PLAN_DIGEST_FIELD_NUMBER: _ClassVar[int]
     PLAN_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_COUNTS_FIELD_NUMBER: _ClassVar[int]
     header: _base_pb2.MessageHeader
     plan_digest: str
     plan_fingerprint: _containers.ScalarMap[str, str]
-    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., plan_digest: _Optional[str] = ..., plan_fingerprint: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    sample_counts: _containers.ScalarMap[str, int]
+    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., plan_digest: _Optional[str] = ..., plan_fingerprint: _Optional[_Mapping[str, str]] = ..., sample_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class HandshakeResponse(_message.Message):
     __slots__ = ("header", "round_number", "rounds_total", "done", "failed")
@@ -107,8 +116,8 @@ class GetAggregatedTensorsResponse(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     header: _base_pb2.MessageHeader
-    chunk: _base_pb2.TensorChunk
-    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., chunk: _Optional[_Union[_base_pb2.TensorChunk, _Mapping]] = ...) -> None: ...
+    chunk: _containers.RepeatedCompositeFieldContainer[_base_pb2.TensorChunk]
+    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., chunk: _Optional[_Iterable[_Union[_base_pb2.TensorChunk, _Mapping]]] = ...) -> None: ...
 
 class ResultMeta(_message.Message):
     __slots__ = ("collaborator", "round_number", "task_name", "data_size", "metrics", "also")
@@ -140,8 +149,8 @@ class SendLocalTaskResultsRequest(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     header: _base_pb2.MessageHeader
     result: ResultMeta
-    chunk: _base_pb2.TensorChunk
-    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., result: _Optional[_Union[ResultMeta, _Mapping]] = ..., chunk: _Optional[_Union[_base_pb2.TensorChunk, _Mapping]] = ...) -> None: ...
+    chunk: _containers.RepeatedCompositeFieldContainer[_base_pb2.TensorChunk]
+    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., result: _Optional[_Union[ResultMeta, _Mapping]] = ..., chunk: _Optional[_Iterable[_Union[_base_pb2.TensorChunk, _Mapping]]] = ...) -> None: ...
 
 class SendLocalTaskResultsResponse(_message.Message):
     __slots__ = ("header", "accepted", "duplicate", "message")

@@ -81,6 +81,22 @@ def split_tensors(tensors: Iterable[NamedTensor], chunk_size: int) -> Iterator[C
             yield Chunk(piece, meta if index == 0 else None)
 
 
+def pack_chunks(chunks: Iterable[Chunk], budget: int) -> Iterator[list[Chunk]]:
+    """Consecutive chunks grouped into messages of at most ``budget`` data bytes (a chunk of
+    ``budget`` bytes travels alone), so a model of many small tensors is a few messages, not
+    one per tensor: each stream message costs both sides a trip through grpc."""
+    group: list[Chunk] = []
+    size = 0
+    for chunk in chunks:
+        if group and size + len(chunk.data) > budget:
+            yield group
+            group, size = [], 0
+        group.append(chunk)
+        size += len(chunk.data)
+    if group:
+        yield group
+
+
 class TensorJoiner:
     """Reassembles tensors from chunks, checking layout and limits before accepting bytes."""
 

@@ -28,12 +28,24 @@ _LEN = 2  # protobuf wire type of strings, bytes and sub-messages
 
 @dataclass(frozen=True)
 class Frame:
-    """One message of a tensor stream: optional header/result (first message), optional chunk."""
+    """One message of a tensor stream: optional header/result (first message), then any number
+    of chunks (``chunk`` and ``more``: the repeated chunk field, in order)."""
 
     header: base_pb2.MessageHeader | None = None
     result: aggregator_pb2.ResultMeta | None = None
     chunk: Chunk | None = None
     error: str = ""
+    more: tuple[Chunk, ...] = ()
+
+    @property
+    def chunks(self) -> tuple[Chunk, ...]:
+        return ((self.chunk,) if self.chunk is not None else ()) + self.more
+
+    @classmethod
+    def of(cls, chunks: list[Chunk], *, header: base_pb2.MessageHeader | None = None,
+           result: aggregator_pb2.ResultMeta | None = None) -> Frame:
+        return cls(header=header, result=result, chunk=chunks[0] if chunks else None,
+                   more=tuple(chunks[1:]))
 
 
 # field numbers, as in aggregator.proto / base.proto
@@ -65,12 +77,13 @@ def _chunk_parts(chunk: Chunk) -> list[bytes | memoryview]:
     return parts
 
 
-def _encode(fields: list[tuple[int, bytes | None]], chunk_field: int, chunk: Chunk | None) -> bytes:
+def _encode(fields: list[tuple[int, bytes | None]], chunk_field: int,
+            chunks: tuple[Chunk, ...]) -> bytes:
     parts: list[bytes | memoryview] = []
     for field, payload in fields:
         if payload is not None:
             parts += [_key(field), _varint(len(payload)), payload]
-    if chunk is not None:
+    for chunk in chunks:
         inner = _chunk_parts(chunk)
         size = sum(len(p) for p in inner)
         parts += [_key(chunk_field), _varint(size), *inner]
@@ -83,7 +96,8 @@ def _serialized(message: base_pb2.MessageHeader | aggregator_pb2.ResultMeta | No
 
 def encode_download(frame: Frame) -> bytes:
     """Wire bytes of a ``GetAggregatedTensorsResponse``."""
-    return _encode([(_DOWNLOAD_HEADER, _serialized(frame.header))], _DOWNLOAD_CHUNK, frame.chunk)
+    return _encode([(_DOWNLOAD_HEADER, _serialized(frame.header))], _DOWNLOAD_CHUNK,
+                   frame.chunks)
 
 
 def encode_upload(frame: Frame) -> bytes:
@@ -92,7 +106,7 @@ def encode_upload(frame: Frame) -> bytes:
         (_UPLOAD_HEADER, _serialized(frame.header)),
         (_UPLOAD_RESULT, _serialized(frame.result)),
     ]
-    return _encode(fields, _UPLOAD_CHUNK, frame.chunk)
+    return _encode(fields, _UPLOAD_CHUNK, frame.chunks)
 
 
 class _Malformed(Exception):
@@ -150,7 +164,8 @@ def _decode_chunk(buf: memoryview) -> Chunk:
 
 
 def _decode(data: bytes, header_field: int, result_field: int, chunk_field: int) -> Frame:
-    header = result = chunk = None
+    header = result = None
+    chunks: list[Chunk] = []
     try:
         for field, payload in _fields(memoryview(data)):
             if payload is None:
@@ -160,10 +175,10 @@ def _decode(data: bytes, header_field: int, result_field: int, chunk_field: int)
             elif field == result_field:
                 result = aggregator_pb2.ResultMeta.FromString(bytes(payload))
             elif field == chunk_field:
-                chunk = _decode_chunk(payload)
+                chunks.append(_decode_chunk(payload))
     except (_Malformed, DecodeError) as exc:
         return Frame(error=f"malformed stream message: {exc}")
-    return Frame(header, result, chunk)
+    return Frame.of(chunks, header=header, result=result)
 
 
 def decode_download(data: bytes) -> Frame:

@@ -41,3 +41,8 @@ class TaskRunner(Protocol):
     def validate(self, *, batch_size: int) -> TaskOutcome:
         """Evaluate on the local validation split; metrics include 'loss' and 'accuracy'."""
         ...
+
+    def sample_counts(self) -> Mapping[str, int]:
+        """Samples of the local data by split ('train', 'valid'): declared at the handshake,
+        they bound the weight the aggregator gives this collaborator's results."""
+        ...

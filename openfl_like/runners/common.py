@@ -75,6 +75,14 @@ def train_seed(seed: int, weights: Mapping[str, np.ndarray]) -> list[int]:
     return [int(seed), int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")]
 
 
+def shard_sample_counts(shard: ShardLike | None) -> dict[str, int]:
+    """What a collaborator declares at its handshake: its train and validation sample counts
+    (the aggregator never weights one of its results above them)."""
+    if shard is None:
+        return {}
+    return {"train": len(shard.y_train), "valid": len(shard.y_valid)}
+
+
 def require_shard(shard: ShardLike | None, what: str) -> ShardLike:
     if shard is None:
         raise ConfigError(f"{what} needs a data shard; this runner was built for evaluation only")

@@ -36,6 +36,7 @@ from openfl_like.runners.common import (
     check_xy,
     checked_weights,
     require_shard,
+    shard_sample_counts,
     train_seed,
 )
 
@@ -237,6 +238,9 @@ class KerasRunner:
     def validate(self, *, batch_size: int) -> TaskOutcome:
         shard = require_shard(self.shard, "validate")
         return self.evaluate_arrays(shard.x_valid, shard.y_valid, batch_size=batch_size)
+
+    def sample_counts(self) -> dict[str, int]:
+        return shard_sample_counts(self.shard)
 
     # -- evaluation and export ----------------------------------------------------------------
 

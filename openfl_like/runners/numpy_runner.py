@@ -25,6 +25,7 @@ from openfl_like.runners.common import (
     checked_weights,
     copy_weights,
     require_shard,
+    shard_sample_counts,
     train_seed,
 )
 
@@ -182,6 +183,9 @@ class NumpyRunner:
         shard = require_shard(self.shard, "validate")
         return self.evaluate_arrays(shard.x_valid, shard.y_valid, batch_size=batch_size)
 
+    def sample_counts(self) -> dict[str, int]:
+        return shard_sample_counts(self.shard)
+
     # -- evaluation without a shard -----------------------------------------------------------
 
     def evaluate_arrays(
@@ -328,6 +332,9 @@ class NoopRunner:
     def validate(self, *, batch_size: int) -> TaskOutcome:
         check_positive_int("batch_size", batch_size)
         return TaskOutcome(metrics={"loss": 0.0, "accuracy": 0.0}, data_size=self._data_size)
+
+    def sample_counts(self) -> dict[str, int]:
+        return {"train": self._data_size, "valid": self._data_size}
 
     def evaluate_arrays(
         self, x: np.ndarray, y: np.ndarray, *, batch_size: int = _EVAL_BATCH

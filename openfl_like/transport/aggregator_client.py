@@ -42,7 +42,7 @@ from openfl_like.core.messages import (
 )
 from openfl_like.protocol import aggregator_pb2 as pb
 from openfl_like.protocol import base_pb2, convert
-from openfl_like.protocol.chunking import TensorJoiner, split_tensors
+from openfl_like.protocol.chunking import TensorJoiner, pack_chunks, split_tensors
 from openfl_like.protocol.service import AGGREGATOR_RPCS, Rpc
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, channel_credentials
@@ -225,9 +225,11 @@ class AggregatorGRPCClient:
 
     # -- RPCs ------------------------------------------------------------------------------
 
-    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
         request = pb.HandshakeRequest(
-            header=self._header, plan_digest=plan_digest, plan_fingerprint=dict(fingerprint)
+            header=self._header, plan_digest=plan_digest, plan_fingerprint=dict(fingerprint),
+            sample_counts=dict(sample_counts or {}),
         )
         response = self._with_retry(
             "handshake",
@@ -301,8 +303,8 @@ class AggregatorGRPCClient:
                 if first:
                     check_reply_header(frame.header, self._header, "get aggregated tensors")
                     first = False
-                if frame.chunk is not None:
-                    tensor = joiner.feed(frame.chunk)
+                for chunk in frame.chunks:
+                    tensor = joiner.feed(chunk)
                     if tensor is not None:
                         yield tensor
             if first:
@@ -320,12 +322,24 @@ class AggregatorGRPCClient:
         if isinstance(tensors, Iterator):
             raise TypeError("pass a mapping or a callable returning tensors, not an iterator")
         source = _tensor_factory(result, tensors)
-        first = Frame(header=self._header, result=convert.result_to_pb(result))
+        meta = convert.result_to_pb(result)
+        # Tensors already in memory (a mapping) ride in the first message too, so a small
+        # model's whole upload is one message; a lazy source gets a header-only first message
+        # at once (the server bounds how long it waits for that one).
+        eager = isinstance(tensors, Mapping)
 
         def frames() -> Iterator[Frame]:
-            yield first
-            for chunk in split_tensors(source(), self.settings.chunk_size):
-                yield Frame(chunk=chunk)
+            size = self.settings.chunk_size
+            first = True
+            if not eager:
+                yield Frame(header=self._header, result=meta)
+                first = False
+            for group in pack_chunks(split_tensors(source(), size), size):
+                yield Frame.of(group, header=self._header, result=meta) if first \
+                    else Frame.of(group)
+                first = False
+            if first:
+                yield Frame(header=self._header, result=meta)
 
         response = self._with_retry(
             "send local task results",

@@ -60,7 +60,13 @@ from openfl_like.core.waiting import Wakeup
 from openfl_like.pki import RevocationChecker
 from openfl_like.protocol import aggregator_pb2 as pb
 from openfl_like.protocol import base_pb2, convert
-from openfl_like.protocol.chunking import Chunk, TensorJoiner, split_tensors, stream_tensors
+from openfl_like.protocol.chunking import (
+    Chunk,
+    TensorJoiner,
+    pack_chunks,
+    split_tensors,
+    stream_tensors,
+)
 from openfl_like.protocol.service import (
     AGGREGATOR_RPCS,
     AGGREGATOR_SERVICE,
@@ -103,6 +109,8 @@ class AggregatorGRPCServer:
         self._streaming = handler if isinstance(handler, StreamingUploads) else None
         # Handlers whose get_tasks takes a ``wakeup`` park each poll on it (core.waiting).
         self._wakeable = "wakeup" in inspect.signature(handler.get_tasks).parameters
+        # Handlers that take the collaborator's declared sample counts get them.
+        self._declares = "sample_counts" in inspect.signature(handler.handshake).parameters
         self._tls_files = tls_files if self.settings.tls else None
         self.aggregator_name = aggregator_name
         self.federation_uuid = federation_uuid
@@ -208,9 +216,14 @@ class AggregatorGRPCServer:
     def Handshake(self, raw: bytes, context: grpc.ServicerContext) -> pb.HandshakeResponse:
         with translate_errors(context, "Handshake"):
             request, name, _ = self._authenticate("Handshake", raw, context)
-            reply = self._handler.handshake(
-                name, request.plan_digest, dict(request.plan_fingerprint)
-            )
+            if self._declares:
+                reply = self._handler.handshake(  # type: ignore[call-arg]
+                    name, request.plan_digest, dict(request.plan_fingerprint),
+                    sample_counts=dict(request.sample_counts))
+            else:
+                reply = self._handler.handshake(
+                    name, request.plan_digest, dict(request.plan_fingerprint)
+                )
             return convert.handshake_to_pb(reply, self._reply_header(name))
 
     def Heartbeat(self, raw: bytes, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
@@ -262,8 +275,9 @@ class AggregatorGRPCServer:
                     name, request.round_number, names, list(request.tags)
                 )
                 header: base_pb2.MessageHeader | None = self._reply_header(name)
-                for chunk in split_tensors(_only_aggregated(tensors), self.settings.chunk_size):
-                    yield Frame(header=header, chunk=chunk)
+                size = self.settings.chunk_size
+                for group in pack_chunks(split_tensors(_only_aggregated(tensors), size), size):
+                    yield Frame.of(group, header=header)
                     header = None
                 if header is not None:  # no tensors at all: still answer with our header
                     yield Frame(header=header)
@@ -312,10 +326,10 @@ class AggregatorGRPCServer:
                 "max_total_bytes": self.settings.max_model_bytes,
             }
             if self._streaming is not None:
-                streams = stream_tensors(_chunks(first.chunk, request_iterator), **limits)
+                streams = stream_tensors(_chunks(first.chunks, request_iterator), **limits)
                 ack = self._streaming.send_local_task_result_streams(result, streams)
             else:
-                tensors = _join(first.chunk, request_iterator, TensorJoiner(**limits))
+                tensors = _join(first.chunks, request_iterator, TensorJoiner(**limits))
                 ack = self._handler.send_local_task_results(result, tensors)
             return convert.ack_to_pb(ack, self._reply_header(name))
 
@@ -358,7 +372,7 @@ def _only_aggregated(tensors: Iterable[NamedTensor]) -> Iterator[NamedTensor]:
 
 
 def _join(
-    first: Chunk | None, rest: Iterator[Frame], joiner: TensorJoiner
+    first: tuple[Chunk, ...], rest: Iterator[Frame], joiner: TensorJoiner
 ) -> Iterator[NamedTensor]:
     """The upload's tensors, each yielded as soon as its last chunk has arrived."""
     for chunk in _chunks(first, rest):
@@ -371,15 +385,13 @@ def _join(
     joiner.finish()
 
 
-def _chunks(first: Chunk | None, rest: Iterator[Frame]) -> Iterator[Chunk]:
+def _chunks(first: tuple[Chunk, ...], rest: Iterator[Frame]) -> Iterator[Chunk]:
     """The upload's chunks; a malformed message or a vanished client is a ProtocolError."""
-    if first is not None:
-        yield first
+    yield from first
     try:
         for frame in rest:
             if frame.error:
                 raise ProtocolError(frame.error)
-            if frame.chunk is not None:
-                yield frame.chunk
+            yield from frame.chunks
     except grpc.RpcError:  # the client went away mid-stream
         raise ProtocolError("upload interrupted: the client cancelled the stream") from None

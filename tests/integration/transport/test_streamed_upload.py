@@ -12,6 +12,7 @@ import pytest
 from openfl_like.app.aggregator import _FarewellTracker
 from openfl_like.core.messages import NamedTensor, ResultKey, TaskResult
 from openfl_like.federation import Aggregator
+from openfl_like.plan import plan_digest, plan_fingerprint
 from openfl_like.protocol import base_pb2, convert
 from openfl_like.protocol.chunking import Chunk, split_tensors
 from openfl_like.protocol.service import AGGREGATOR_RPCS
@@ -20,7 +21,7 @@ from openfl_like.transport.aggregator_client import AggregatorGRPCClient
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import channel_credentials
 from openfl_like.transport.handlers import StreamingUploads
-from tests.unit.federation.harness import make_plan
+from tests.unit.federation.harness import declare_all, make_plan
 
 from .conftest import AGGREGATOR, FEDERATION, Pki, fast_settings
 
@@ -40,6 +41,7 @@ def federation(pki: Pki, tmp_path: Path) -> Iterator[tuple[Aggregator, int, Path
     plan = make_plan(tmp_path, cols=("col-a", "col-b"))
     agg = Aggregator(plan, initial_weights=MODEL, inline_max_bytes=0,  # (file-staged)
                      state_dir=tmp_path / "state", write_outputs=False)
+    declare_all(agg, plan)
     servicer = AggregatorGRPCServer(agg, aggregator_name=AGGREGATOR, federation_uuid=FEDERATION,
                                     tls_files=pki.files(AGGREGATOR), settings=fast_settings())
     running = servicer.start(host="127.0.0.1", port=0)
@@ -119,3 +121,34 @@ def test_the_aggregator_process_handler_takes_streamed_uploads(federation, tmp_p
     agg, _, _ = federation
     assert isinstance(agg, StreamingUploads)
     assert isinstance(_FarewellTracker(agg, tmp_path / "farewell.json"), StreamingUploads)
+
+
+def _client(pki: Pki, port: int) -> AggregatorGRPCClient:
+    return AggregatorGRPCClient(
+        host="127.0.0.1", port=port, collaborator_name="col-a", aggregator_name=AGGREGATOR,
+        federation_uuid=FEDERATION, tls_files=pki.files("col-a"), settings=fast_settings(),
+    ).connect()
+
+
+def test_a_result_claiming_more_samples_than_declared_is_refused(pki: Pki, federation) -> None:
+    # Prepare: col-a declares 50 train and 20 validation samples over the wire.
+    agg, port, _ = federation
+    plan = agg.plan
+    client = _client(pki, port)
+    update = {"kernel": MODEL["kernel"] + 1, "bias": MODEL["bias"] + 1}
+    try:
+        client.handshake(plan_digest(plan), plan_fingerprint(plan), {"train": 50, "valid": 20})
+        # Execute: a train result that claims a FedAvg weight of a billion samples
+        oversized = TaskResult(ResultKey("col-a", 0, "train"), 10**9, {"loss": 1.0})
+        with pytest.raises(Exception) as refused:
+            client.send_local_task_results(oversized, update)
+        # ... and the honest one beside it
+        honest = client.send_local_task_results(
+            TaskResult(ResultKey("col-a", 0, "train"), 50, {"loss": 1.0}), update)
+    finally:
+        client.disconnect()
+    # Assert: INVALID_ARGUMENT naming the declaration; nothing counted; the honest one is
+    assert getattr(refused.value, "status_code", None) is Code.INVALID_ARGUMENT
+    assert "exceeds the 50 train samples col-a declared" in str(refused.value)
+    assert honest.accepted and agg.status()["results_in"] == 1
+    assert agg.status()["collaborators"]["col-a"]["samples"] == {"train": 50, "valid": 20}

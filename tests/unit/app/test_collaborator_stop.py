@@ -43,7 +43,8 @@ class FakePort:
         self.sent: list[str] = []
         self.on_poll = on_poll
 
-    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int]) -> HandshakeReply:
         return HandshakeReply(round_number=0, rounds_total=3)
 
     def get_tasks(self) -> TasksReply:
@@ -89,6 +90,9 @@ class FakeRunner:
     def validate(self, *, batch_size: int) -> TaskOutcome:
         self.ran.append("validate")
         return TaskOutcome({"accuracy": 0.5}, data_size=10)
+
+    def sample_counts(self) -> dict[str, int]:
+        return {"train": 10, "valid": 10}
 
 
 def run_with_signals(port: FakePort, runner: FakeRunner) -> tuple[Collaborator, float]:

@@ -22,7 +22,7 @@ from openfl_like.core.messages import (
 )
 from openfl_like.federation import Aggregator, Collaborator, CollaboratorSettings
 from openfl_like.federation.collaborator import CollaboratorSummary
-from openfl_like.plan import Plan, load_plan
+from openfl_like.plan import Plan, load_plan, plan_digest, plan_fingerprint
 from openfl_like.runners.base import TaskOutcome, TaskRunner
 
 COLS = ("col1", "col2", "col3")
@@ -67,6 +67,18 @@ def initial_weights() -> dict[str, np.ndarray]:
     }
 
 
+GENEROUS = {"train": 10**6, "valid": 10**6}
+
+
+def declare_all(aggregator: Aggregator, plan: Plan,
+                counts: Mapping[str, int] = GENEROUS) -> Aggregator:
+    """Handshake every collaborator of ``plan`` with ``counts`` (what a real client does before
+    its first result; tests that feed results directly need it too)."""
+    for name in plan.collaborators:
+        aggregator.handshake(name, plan_digest(plan), plan_fingerprint(plan), counts)
+    return aggregator
+
+
 class FakeRunner:
     """Deterministic 'training': w <- w / 2 + (shard + 1); steps += 1. No randomness at all."""
 
@@ -94,6 +106,9 @@ class FakeRunner:
         loss = self._loss()
         return TaskOutcome({"loss": loss, "accuracy": 1.0 / (1.0 + loss)}, self.data_size)
 
+    def sample_counts(self) -> dict[str, int]:
+        return {"train": self.data_size, "valid": self.data_size}
+
     def _loss(self) -> float:
         return float(np.abs(self.weights["dense/kernel"] - 3.0).mean())
 
@@ -104,8 +119,9 @@ class InMemoryPort:
     def __init__(self, aggregator: Aggregator, name: str, *, wait_seconds: float = 5.0) -> None:
         self.aggregator, self.name, self.wait_seconds = aggregator, name, wait_seconds
 
-    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
-        return self.aggregator.handshake(self.name, plan_digest, fingerprint)
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
+        return self.aggregator.handshake(self.name, plan_digest, fingerprint, sample_counts)
 
     def get_tasks(self) -> TasksReply:
         return self.aggregator.get_tasks(self.name, self.wait_seconds)

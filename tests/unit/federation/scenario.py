@@ -20,7 +20,7 @@ import numpy as np
 from openfl_like.core.messages import NamedTensor, ResultKey, TaskResult
 from openfl_like.federation import Aggregator
 from openfl_like.plan import Plan
-from tests.unit.federation.harness import FakeRunner, InMemoryPort, initial_weights
+from tests.unit.federation.harness import FakeRunner, InMemoryPort, declare_all, initial_weights
 
 EVERYTHING = ("aggregated_model_validation", "train", "locally_tuned_model_validation")
 WAIT_SECONDS = 10.0
@@ -29,7 +29,8 @@ WAIT_SECONDS = 10.0
 def new_aggregator(root: Path, plan: Plan, **kwargs: Any) -> Aggregator:
     """An aggregator with its state in ``root/state`` (a new federation unless told otherwise)."""
     kwargs.setdefault("initial_weights", initial_weights())
-    return Aggregator(plan, state_dir=root / "state", output_dir=root / "out", **kwargs)
+    agg = Aggregator(plan, state_dir=root / "state", output_dir=root / "out", **kwargs)
+    return declare_all(agg, plan)
 
 
 def train_result(name: str, round_number: int, data_size: int = 10) -> TaskResult:

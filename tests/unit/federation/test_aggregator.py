@@ -29,6 +29,7 @@ from openfl_like.plan import plan_digest, plan_fingerprint
 from tests.unit.federation.harness import (
     FakeRunner,
     InMemoryPort,
+    declare_all,
     initial_weights,
     make_plan,
     run_federation,
@@ -37,7 +38,8 @@ from tests.unit.federation.harness import (
 
 def _agg(tmp_path: Path, plan, **kwargs) -> Aggregator:  # type: ignore[no-untyped-def]
     kwargs.setdefault("initial_weights", initial_weights())
-    return Aggregator(plan, state_dir=tmp_path / "state", output_dir=tmp_path / "out", **kwargs)
+    agg = Aggregator(plan, state_dir=tmp_path / "state", output_dir=tmp_path / "out", **kwargs)
+    return declare_all(agg, plan)
 
 
 def _train_result(name: str, round_number: int, data_size: int = 10) -> TaskResult:

@@ -14,7 +14,7 @@ from openfl_like.core.messages import NamedTensor, ResultKey, TaskResult, Tensor
 from openfl_like.federation import Aggregator
 from openfl_like.protocol import base_pb2
 from openfl_like.protocol.chunking import Chunk, split_tensors, stream_tensors
-from tests.unit.federation.harness import initial_weights, make_plan
+from tests.unit.federation.harness import declare_all, initial_weights, make_plan
 
 BIG = 8 << 20  # float32 elements: a 32 MiB single-tensor model
 CHUNK = 256 << 10
@@ -41,8 +41,8 @@ def _staged(tmp_path: Path) -> list[Path]:
 def test_large_tensor_is_staged_holding_about_one_chunk(tmp_path: Path) -> None:
     # Prepare: a one-tensor model of 32 MiB, two collaborators
     plan = make_plan(tmp_path, cols=("col1", "col2"))
-    agg = Aggregator(plan, initial_weights={"w": np.zeros(BIG, np.float32)},
-                     state_dir=tmp_path / "state", write_outputs=False)
+    agg = declare_all(Aggregator(plan, initial_weights={"w": np.zeros(BIG, np.float32)},
+                                 state_dir=tmp_path / "state", write_outputs=False), plan)
     # Act: col1's upload, streamed, with Python allocations traced
     tracemalloc.start()
     try:
@@ -98,9 +98,8 @@ def test_bad_streamed_updates_leave_nothing_staged_or_applied(tmp_path: Path,
                                                               reason: str) -> None:
     # Prepare
     plan = make_plan(tmp_path)
-    agg = Aggregator(plan, initial_weights=initial_weights(), inline_max_bytes=0,
-                     state_dir=tmp_path / "state",
-                     write_outputs=False)
+    agg = declare_all(Aggregator(plan, initial_weights=initial_weights(), inline_max_bytes=0,
+                                 state_dir=tmp_path / "state", write_outputs=False), plan)
     before = agg.weights()
     # Act
     with pytest.raises(ProtocolError):
@@ -119,8 +118,9 @@ def test_bad_streamed_updates_leave_nothing_staged_or_applied(tmp_path: Path,
 
 def test_pieces_splitting_an_element_are_refused(tmp_path: Path) -> None:
     # A handler caller that breaks the TensorStream contract gets a refusal, not garbage.
-    agg = Aggregator(make_plan(tmp_path), initial_weights=initial_weights(),
-                     state_dir=tmp_path / "state", write_outputs=False)
+    plan = make_plan(tmp_path)
+    agg = declare_all(Aggregator(plan, initial_weights=initial_weights(),
+                                 state_dir=tmp_path / "state", write_outputs=False), plan)
     raw = initial_weights()["dense/bias"].tobytes()
     streams = iter([TensorStream("dense/bias", np.dtype("<f4"), (3,), 12,
                                  iter([memoryview(raw[:6]), memoryview(raw[6:])]))])

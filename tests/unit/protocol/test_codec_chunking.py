@@ -8,7 +8,13 @@ import pytest
 from openfl_like.core.errors import ProtocolError, ResourceLimitError
 from openfl_like.core.messages import NamedTensor
 from openfl_like.protocol import aggregator_pb2, base_pb2, codec, wire
-from openfl_like.protocol.chunking import Chunk, TensorJoiner, join_tensors, split_tensors
+from openfl_like.protocol.chunking import (
+    Chunk,
+    TensorJoiner,
+    join_tensors,
+    pack_chunks,
+    split_tensors,
+)
 
 DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
           "float16", "float32", "float64", "complex64", "complex128"]  # fmt: skip
@@ -112,13 +118,13 @@ def test_wire_encoding_is_byte_identical_to_protobuf() -> None:
         pb_chunk = base_pb2.TensorChunk(meta=chunk.meta, data=bytes(chunk.data))
         first = index == 0
         down = wire.Frame(header=header if first else None, chunk=chunk)
-        expected = aggregator_pb2.GetAggregatedTensorsResponse(chunk=pb_chunk)
+        expected = aggregator_pb2.GetAggregatedTensorsResponse(chunk=[pb_chunk])
         if first:
             expected.header.CopyFrom(header)
         assert wire.encode_download(down) == expected.SerializeToString()
         up = wire.Frame(header=header if first else None, result=result if first else None,
                         chunk=chunk)  # fmt: skip
-        expected_up = aggregator_pb2.SendLocalTaskResultsRequest(chunk=pb_chunk)
+        expected_up = aggregator_pb2.SendLocalTaskResultsRequest(chunk=[pb_chunk])
         if first:
             expected_up.header.CopyFrom(header)
             expected_up.result.CopyFrom(result)
@@ -130,10 +136,33 @@ def test_wire_encoding_is_byte_identical_to_protobuf() -> None:
         assert decoded.chunk.meta == chunk.meta
 
 
+def test_small_tensors_share_messages_and_round_trip_through_protobuf() -> None:
+    # Prepare: 5 small tensors and one larger than the budget.
+    tensors = [NamedTensor(f"t{i}", np.full(10, i, np.float32)) for i in range(5)]
+    tensors.append(NamedTensor("big", np.arange(100, dtype=np.float64)))
+    chunks = list(split_tensors(tensors, 400))
+    # Execute
+    groups = list(pack_chunks(chunks, 400))
+    # Assert: the five 40-byte tensors share the first message; no message over the budget
+    # unless it is one chunk; every chunk kept, in order.
+    assert len(groups[0]) >= 5 and len(groups) < len(chunks)
+    assert all(sum(len(c.data) for c in g) <= 400 or len(g) == 1 for g in groups)
+    assert [c for g in groups for c in g] == chunks
+    header = base_pb2.MessageHeader(sender="a", receiver="b", federation_uuid="f")
+    encoded = wire.encode_download(wire.Frame.of(groups[0], header=header))
+    parsed = aggregator_pb2.GetAggregatedTensorsResponse.FromString(encoded)
+    assert [bytes(c.data) for c in parsed.chunk] == [bytes(c.data) for c in groups[0]]
+    decoded = wire.decode_download(encoded)
+    assert [bytes(c.data) for c in decoded.chunks] == [bytes(c.data) for c in groups[0]]
+    assert [c.meta for c in decoded.chunks] == [c.meta for c in groups[0]]
+    joined = [t.name for t in join_tensors(c for g in groups for c in g)]
+    assert joined == ["t0", "t1", "t2", "t3", "t4", "big"]
+
+
 def test_wire_decodes_what_protobuf_encodes_including_unknown_fields() -> None:
     message = aggregator_pb2.GetAggregatedTensorsResponse(
         header=base_pb2.MessageHeader(sender="s"),
-        chunk=base_pb2.TensorChunk(data=b"abc"),
+        chunk=[base_pb2.TensorChunk(data=b"abc")],
     ).SerializeToString() + b"\x78\x05"  # an unknown varint field 15 from a newer peer
     frame = wire.decode_download(message)
     assert frame.header is not None and frame.header.sender == "s"

@@ -35,7 +35,7 @@ def test_join_releases_each_tensor_before_opening_the_next() -> None:
     joiner = _WatchingJoiner()
     # Act: take each tensor, keep only a weak reference, ask for the next
     got: dict[str, np.ndarray] = {}
-    for tensor in _join(chunks[0], frames, joiner):
+    for tensor in _join((chunks[0],), frames, joiner):
         joiner.previous = weakref.ref(tensor.array)
         got[tensor.name] = tensor.array.copy()
         del tensor
