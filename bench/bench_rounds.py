@@ -10,11 +10,13 @@ In one run it prints, each figure next to its target:
     holds its next task, and the time per round (close to close). The aggregator is a real
     `fx aggregator start` process; the collaborators run as threads of this process, each with
     its own mutual-TLS gRPC channel, runner and federation loop (32 Python processes would
-    measure the 2-core machine's scheduler more than the federation). Target: < 20 ms per round.
+    measure the 2-core machine's scheduler more than the federation). Targets: < 10 ms per
+    round at 2 collaborators, < 100 ms at 32 (128 is reported without a target).
 (b) A 256 MiB model (FedAvg, noop training that shifts the weights), 2 collaborators, every
-    participant a separate `fx` process: time per round (target <= 1.5 s) and the aggregator's
-    peak RSS from wait4's rusage (target <= 2 x model + 150 MB). For context, the same run
-    measures this machine's memory copy bandwidth.
+    participant a separate `fx` process: time per round as a ratio to a plain mutual-TLS socket
+    pair moving the same 1 GiB that a round moves through the aggregator (target <= 1.5 x), and
+    the aggregator's peak RSS from wait4's rusage (target <= 2 x model + 150 MB). For context,
+    the same run measures this machine's memory copy and disk write bandwidth.
 (c) The demo's work: Keras CNN on digits, 2 collaborators, 5 rounds, via `fx plan run` in a
     fresh workspace and PKI (certificates included), start to final model. Target: < 30 s.
 """
@@ -65,6 +67,8 @@ FX = [str(FX_SCRIPT)] if FX_SCRIPT.exists() else [sys.executable, "-m", "openfl_
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 MB = 1e6
 MIB = 2**20
+GIB = 2**30
+ROUND_TARGETS = {2: 0.010, 32: 0.100}  # seconds per round, (a)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -366,6 +370,15 @@ def bench_big_model(tmp: Path, size_mib: int, rounds: int) -> tuple[list[float],
     return close_to_close(history(workspace)), aggregator
 
 
+def tls_one_gib_seconds(tmp: Path) -> float:
+    """This machine's limit for (b): a plain mutual-TLS socket pair (Python's ssl, our PKI)
+    moving 1 GiB, 512 MiB there and back (bench_transport's baseline)."""
+    from bench_transport import tls_baseline  # (bench/ is on sys.path when run as a script)
+
+    pki = make_pki(tmp / "pki-tls", ["col-1"])
+    return tls_baseline(pki.root, {"blob": np.zeros(GIB // 2, dtype=np.uint8)})
+
+
 # ------------------------------------------------------------------------------ (c) the demo
 def bench_demo(tmp: Path) -> tuple[float, str]:
     plan = write_plan("keras_digits", tmp / "plan-keras", col_names(2),
@@ -414,8 +427,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.rounds} rounds")
             for count in (int(s) for s in args.sizes.split(",")):
                 result = bench_overhead(tmp, count, args.rounds)
-                fast = statistics.median(result.per_round) < 0.020
-                target = f"   target < 20 ms: {verdict(fast)}" if count == 2 else ""
+                goal = ROUND_TARGETS.get(count)
+                median = statistics.median(result.per_round)
+                target = (f"   target < {goal * 1e3:.0f} ms: {verdict(median < goal)}"
+                          if goal is not None else "")
                 print(f"  {count:3d} collaborators  close -> all hold next task: "
                       f"{ms(result.handoff)}")
                 print(f"  {count:3d} collaborators  time per round:              "
@@ -434,10 +449,16 @@ def main(argv: list[str] | None = None) -> int:
                 limit = 2 * size + 150 * MB
                 bandwidth = memory_copy_bandwidth(size)
                 disk = disk_write_bandwidth(tmp, size)
+                tls = tls_one_gib_seconds(tmp)
+                median = statistics.median(per_round)
                 print(f"  model {args.big_mib} MiB in 4 tensors, 2 collaborator processes, "
                       f"FedAvg, {args.big_rounds} rounds")
-                print(f"  time per round: {ms(per_round)}   target <= 1.5 s: "
-                      f"{verdict(statistics.median(per_round) <= 1.5)}")
+                print(f"  time per round: {ms(per_round)}")
+                print(f"  plain mutual-TLS socket pair moving 1 GiB on loopback (512 MiB each "
+                      f"way, the bytes a round moves through the aggregator): {tls:.2f} s "
+                      f"({GIB / tls / MIB:.0f} MiB/s)")
+                print(f"  round / 1 GiB over plain TLS: {median / tls:.2f} x   target <= 1.5 x: "
+                      f"{verdict(median / tls <= 1.5)}")
                 print(f"  aggregator peak RSS: {rss / MB:7.0f} MB = {rss / size:4.2f} x model   "
                       f"target <= {limit / MB:.0f} MB: {verdict(rss <= limit)}")
                 print(f"    of which anonymous memory at most {agg.peak_anon_bytes / MB:.0f} MB "

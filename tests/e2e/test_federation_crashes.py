@@ -24,6 +24,7 @@ from openfl_like.federation import Aggregator
 from openfl_like.plan.load import load_plan
 from openfl_like.runners.registry import initial_weights
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
+from tests.unit.federation.harness import declare_all
 
 from .conftest import (
     LISTENING,
@@ -221,6 +222,7 @@ def _state_after_round_0(plan_dir: Path, workspace: Path) -> Path:
     agg = Aggregator(plan, initial_weights=weights, state_dir=state_dir,
                      output_dir=workspace / "outputs", write_outputs=False,
                      inline_max_bytes=0)  # updates staged as files, the model derived
+    declare_all(agg, plan)  # (what each collaborator's handshake does)
     from openfl_like.core.messages import NamedTensor, ResultKey, TaskResult
 
     try:
