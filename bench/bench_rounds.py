@@ -208,8 +208,9 @@ class TimingPort:
         self.received = received
         self.calls = calls
 
-    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str]) -> HandshakeReply:
-        return self.inner.handshake(plan_digest, fingerprint)
+    def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
+                  sample_counts: Mapping[str, int]) -> HandshakeReply:
+        return self.inner.handshake(plan_digest, fingerprint, sample_counts)
 
     def get_tasks(self) -> TasksReply:
         reply = self.inner.get_tasks()
@@ -436,8 +437,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {count:3d} collaborators  time per round:              "
                       f"{ms(result.per_round)}{target}")
                 for call in ("download", "upload"):
+                    times = result.calls.get(call)
+                    shown = ms(times) if times else \
+                        "none (the model came with the task reply)"
                     print(f"  {count:3d} collaborators    one {call:8s} call:          "
-                          f"{ms(result.calls[call])}", flush=True)
+                          f"{shown}", flush=True)
 
         ok &= section("(a) round overhead", overhead)
 

@@ -91,6 +91,8 @@ class TasksReply:
     round_number: int
     tasks: tuple[TaskSpec, ...] = ()
     reason: str = ""
+    # The global model of ``round_number`` when the transport sent it along (small models).
+    model: tuple[NamedTensor, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -113,15 +113,32 @@ class RoundCloser:
         except Exception:  # outputs are derived: redone from the state, never fatal
             log.exception("could not redo the exports of the ended federation")
         while not self._stopping:
-            inp, sleep = self._host.tick()
-            if inp is not None:
-                with self._busy:
-                    self._close(inp)
-                continue
+            with self._busy:
+                closed, sleep = self._close_if_due()
+                if closed is not None:
+                    self._finish(closed)
+                    continue
             self._signal.wait(TICK_SECONDS if sleep is None else min(sleep, TICK_SECONDS))
             self._signal.clear()
 
-    def _close(self, inp: CloseInput) -> None:
+    def _close_if_due(self) -> tuple[ClosedRound | None, float | None]:
+        """Close the round if it is due; no reference to the round's input (its model) is kept
+        past the transaction, so the old model is freed the moment the new one is swapped in."""
+        inp, sleep = self._host.tick()
+        if inp is None:
+            return None, sleep
+        return self._close(inp), None
+
+    def _finish(self, closed: ClosedRound) -> None:
+        self._host.commit(closed)
+        _delete_in_background(closed.dead_files)
+        try:
+            self._host.write_outputs(closed)
+        except Exception:  # outputs are derived: redone from the state, never fatal
+            log.exception("could not write the outputs of round %d", closed.record["round"])
+
+    def _close(self, inp: CloseInput) -> ClosedRound | None:
+        """The transaction, retried (module docstring); None when it did not happen."""
         failures = 0
         while True:
             try:
@@ -131,7 +148,7 @@ class RoundCloser:
                 self._host.set_disk_problem(exc.message)
                 if self._wait(self._retry.max_backoff_seconds):
                     self._host.abort_close(None)
-                    return
+                    return None
                 continue
             except Exception as exc:
                 failures += 1
@@ -142,22 +159,16 @@ class RoundCloser:
                               inp.round_number, failures, reason, exc_info=exc)
                     self._host.abort_close(f"round {inp.round_number} could not be closed: "
                                            f"{reason}")
-                    return
+                    return None
                 pause = self._retry.backoff(failures - 1)
                 log.warning("closing round %d failed (attempt %d of %d), retrying in %.1f s: "
                             "%s", inp.round_number, failures, self._retry.max_attempts,
                             pause, reason)
                 if self._wait(pause):
                     self._host.abort_close(None)
-                    return
+                    return None
                 continue
-            break
-        self._host.commit(closed)
-        _delete_in_background(closed.dead_files)
-        try:
-            self._host.write_outputs(closed)
-        except Exception:  # outputs are derived: redone from the state, never fatal
-            log.exception("could not write the outputs of round %d", inp.round_number)
+            return closed
 
     def _wait(self, seconds: float) -> bool:
         """Sleep between attempts; True when asked to stop meanwhile."""

@@ -19,6 +19,7 @@ from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import (
     HandshakeReply,
     HeartbeatReply,
+    NamedTensor,
     PollStatus,
     ResultAck,
     ResultKey,
@@ -125,7 +126,7 @@ class Collaborator:
                     self.summary.reason = reply.reason or "federation finished"
                     break
                 if reply.status is PollStatus.WORK:
-                    self._run_round(reply.round_number, reply.tasks)
+                    self._run_round(reply.round_number, reply.tasks, reply.model)
         finally:
             self._stop.set()
             if heartbeat is not None:
@@ -154,13 +155,17 @@ class Collaborator:
         thread.start()
         return thread
 
-    def _run_round(self, round_number: int, tasks: Sequence[TaskSpec]) -> None:
+    def _run_round(self, round_number: int, tasks: Sequence[TaskSpec],
+                   model: Sequence[NamedTensor] = ()) -> None:
         if self._model_round != round_number:
-            try:
-                weights = self.port.get_aggregated_tensors(round_number, [])
-            except NotFoundError as exc:
-                log.info("%s: round %d moved on (%s)", self.name, round_number, exc)
-                return
+            if model:  # a small model came with the work: no download call
+                weights = {t.name: t.array for t in model}
+            else:
+                try:
+                    weights = self.port.get_aggregated_tensors(round_number, [])
+                except NotFoundError as exc:
+                    log.info("%s: round %d moved on (%s)", self.name, round_number, exc)
+                    return
             self.runner.set_weights(weights)
             self._model_round = round_number
         # Every task of the round runs first; then one upload carries the train update with

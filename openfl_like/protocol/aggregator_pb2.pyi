@@ -86,18 +86,20 @@ class Task(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., round_number: _Optional[int] = ..., params_json: _Optional[str] = ...) -> None: ...
 
 class GetTasksResponse(_message.Message):
-    __slots__ = ("header", "status", "round_number", "tasks", "reason")
+    __slots__ = ("header", "status", "round_number", "tasks", "reason", "model")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ROUND_NUMBER_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     header: _base_pb2.MessageHeader
     status: str
     round_number: int
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
     reason: str
-    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., status: _Optional[str] = ..., round_number: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    model: _containers.RepeatedCompositeFieldContainer[_base_pb2.TensorChunk]
+    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., status: _Optional[str] = ..., round_number: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., reason: _Optional[str] = ..., model: _Optional[_Iterable[_Union[_base_pb2.TensorChunk, _Mapping]]] = ...) -> None: ...
 
 class GetAggregatedTensorsRequest(_message.Message):
     __slots__ = ("header", "round_number", "tensor_names", "tags")

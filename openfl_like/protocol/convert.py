@@ -27,6 +27,7 @@ from openfl_like.core.messages import (
 )
 from openfl_like.protocol import aggregator_pb2 as pb
 from openfl_like.protocol import base_pb2
+from openfl_like.protocol.chunking import Chunk, join_tensors, split_tensors
 
 
 def header_to_pb(header: Header) -> base_pb2.MessageHeader:
@@ -68,25 +69,33 @@ def task_from_pb(task: pb.Task) -> TaskSpec:
 
 
 def tasks_reply_to_pb(reply: TasksReply, header: base_pb2.MessageHeader) -> pb.GetTasksResponse:
+    model = [base_pb2.TensorChunk(meta=c.meta, data=bytes(c.data))
+             for c in split_tensors(reply.model, 1 << 62)]  # (one chunk per tensor)
     return pb.GetTasksResponse(
         header=header,
         status=str(reply.status),
         round_number=reply.round_number,
         tasks=[task_to_pb(t) for t in reply.tasks],
         reason=reply.reason,
+        model=model,
     )
 
 
-def tasks_reply_from_pb(response: pb.GetTasksResponse) -> TasksReply:
+def tasks_reply_from_pb(response: pb.GetTasksResponse, *, max_model_bytes: int = 0
+                        ) -> TasksReply:
     try:
         status = PollStatus(response.status)
     except ValueError:
         raise ProtocolError(f"unknown poll status {response.status!r}") from None
+    model = tuple(join_tensors(
+        (Chunk(c.data, c.meta if c.HasField("meta") else None) for c in response.model),
+        max_total_bytes=max_model_bytes))
     return TasksReply(
         status=status,
         round_number=response.round_number,
         tasks=tuple(task_from_pb(t) for t in response.tasks),
         reason=response.reason,
+        model=model,
     )
 
 

@@ -257,7 +257,8 @@ class AggregatorGRPCClient:
             "get tasks", lambda: self._call("GetTasks")(request, timeout=timeout)
         )
         self._check(response, "get tasks")
-        return convert.tasks_reply_from_pb(response)
+        return convert.tasks_reply_from_pb(response,
+                                           max_model_bytes=self.settings.max_model_bytes)
 
     def get_aggregated_tensors(
         self, round_number: int, names: Sequence[str], tags: Sequence[str] = (AGGREGATED_TAG,)

@@ -43,6 +43,7 @@ import inspect
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -50,6 +51,7 @@ import grpc
 from openfl_like.core.errors import (
     AuthError,
     DeadlineExceededError,
+    NotFoundError,
     PermissionDeniedError,
     ProtocolError,
     ResourceLimitError,
@@ -245,7 +247,22 @@ class AggregatorGRPCServer:
                         name, wait, wakeup=wakeup)
                 else:
                     reply = self._long_poll(name, wait, context)
-            return convert.tasks_reply_to_pb(reply, self._reply_header(name))
+            return convert.tasks_reply_to_pb(self._with_small_model(name, reply),
+                                             self._reply_header(name))
+
+    def _with_small_model(self, name: str, reply: TasksReply) -> TasksReply:
+        """Work for a round whose model is small carries that model (no download call)."""
+        limit = self.settings.inline_model_bytes
+        if reply.status is not PollStatus.WORK or limit <= 0:
+            return reply
+        try:
+            tensors = tuple(_only_aggregated(self._handler.get_aggregated_tensors(
+                name, reply.round_number, [], [AGGREGATED_TAG])))
+        except NotFoundError:  # the round moved on meanwhile: the client downloads, or polls
+            return reply
+        if sum(t.array.nbytes for t in tensors) > limit:
+            return reply
+        return replace(reply, model=tensors)
 
     def _long_poll(self, name: str, wait: float, context: grpc.ServicerContext) -> TasksReply:
         """``handler.get_tasks`` in slices while the caller is still there, for handlers that

@@ -26,6 +26,7 @@ environment variable               setting                           default
 ``FX_MAX_STREAMS_PER_PEER``        ``max_streams_per_peer``          4 (uploads + downloads)
 ``FX_MAX_POLLS_PER_PEER``          ``max_polls_per_peer``            2 (parked GetTasks)
 ``FX_MAX_TENSOR_NAMES``            ``max_tensor_names_per_request``  10000 (one download)
+``FX_INLINE_MODEL_BYTES``          ``inline_model_bytes``            1048576 (model in task reply)
 ``FX_RETRY_INITIAL_SECONDS``       ``retry.initial_backoff_seconds`` 0.5
 ``FX_RETRY_MAX_SECONDS``           ``retry.max_backoff_seconds``     10
 ``FX_RETRY_MULTIPLIER``            ``retry.multiplier``              2
@@ -110,6 +111,9 @@ class TransportSettings:
     # names in one GetAggregatedTensors request: a small request must not fan out into many
     # copies of the model
     max_tensor_names_per_request: int = 10000
+    # a global model up to this size rides in the GetTasks reply that hands out a round's work,
+    # so the round needs no download call (0: always a separate download)
+    inline_model_bytes: int = MIB
     target_name_override: str = ""
     keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
@@ -132,6 +136,11 @@ class TransportSettings:
                      "max_tensor_names_per_request"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"network.{name}: must be >= 1")
+        if not 0 <= self.inline_model_bytes < self.max_message_bytes - 64 * 1024:
+            raise ConfigError(
+                f"network.inline_model_bytes ({self.inline_model_bytes}) must be >= 0 and "
+                f"leave room in max_message_bytes ({self.max_message_bytes})"
+            )
         if self.retry.initial_backoff_seconds <= 0 or self.retry.multiplier < 1:
             raise ConfigError("network.retry: initial_backoff_seconds > 0 and multiplier >= 1")
 
@@ -208,6 +217,7 @@ ENV_VARS: dict[str, str] = {
     "FX_MAX_STREAMS_PER_PEER": "max_streams_per_peer",
     "FX_MAX_POLLS_PER_PEER": "max_polls_per_peer",
     "FX_MAX_TENSOR_NAMES": "max_tensor_names_per_request",
+    "FX_INLINE_MODEL_BYTES": "inline_model_bytes",
     "FX_RETRY_INITIAL_SECONDS": "retry.initial_backoff_seconds",
     "FX_RETRY_MAX_SECONDS": "retry.max_backoff_seconds",
     "FX_RETRY_MULTIPLIER": "retry.multiplier",
