@@ -62,7 +62,8 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
 @workspace_option
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 def status(plan_dir: Path, workspace: Path | None, as_json: bool) -> None:
-    """Active collaborators, who the round waits for, and the last metrics.
+    """Phase, who the round waits for, who was dropped and why, each collaborator's declared
+    samples, and the last metrics.
 
     Reads the status file the aggregator refreshes in its workspace every half second.
     """
@@ -85,14 +86,23 @@ def status(plan_dir: Path, workspace: Path | None, as_json: bool) -> None:
         f"{data.get('round')} of {data.get('rounds_to_train')}, phase {data.get('phase')}, "
         f"{data.get('results_in')} result(s) in"
     )
+    if data.get("failed"):
+        console.print(f"[red]failed:[/] {data['failed']}")
+    if data.get("disk_problem"):
+        console.print(f"[red]disk:[/] {data['disk_problem']}")
     waiting = data.get("waiting_for") or []
     console.print(f"waiting for: {', '.join(waiting) if waiting else 'nobody'}")
-    table = Table("collaborator", "active", "last seen (s ago)", "pending tasks")
+    table = Table("collaborator", "active", "last seen (s ago)", "samples (train/valid)",
+                  "pending tasks", "dropped")
     for name, info in sorted((data.get("collaborators") or {}).items()):
         seen = info.get("last_seen_seconds_ago")
+        samples = info.get("samples") or {}
         table.add_row(name, "yes" if info.get("active") else "no",
                       "-" if seen is None else f"{seen:.1f}",
-                      ", ".join(info.get("pending_tasks") or []) or "-")
+                      f"{samples.get('train', '-')}/{samples.get('valid', '-')}" if samples
+                      else "-",
+                      ", ".join(info.get("pending_tasks") or []) or "-",
+                      info.get("dropped") or "-")
     console.print(table)
     last = data.get("last_round")
     if last:
