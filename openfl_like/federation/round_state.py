@@ -88,9 +88,12 @@ class RoundState:
         return state
 
     def next_round(self, round_number: int, now: float) -> RoundState:
-        """A fresh round that keeps what is known about the participants."""
-        return RoundState.open(self.rules, self.assigner, round_number, now,
-                               last_seen=self.last_seen, dropped=self.dropped)
+        """A fresh round that keeps what is known about the participants (when each was last
+        seen, who is dropped, and the long-polls parked right now: they outlive the round)."""
+        state = RoundState.open(self.rules, self.assigner, round_number, now,
+                                last_seen=self.last_seen, dropped=self.dropped)
+        state.parked = dict(self.parked)
+        return state
 
     # ------------------------------------------------------------------------------ queries
     @property

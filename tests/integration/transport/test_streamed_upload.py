@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,10 +125,10 @@ def test_the_aggregator_process_handler_takes_streamed_uploads(federation, tmp_p
     assert isinstance(_FarewellTracker(agg, tmp_path / "farewell.json"), StreamingUploads)
 
 
-def _client(pki: Pki, port: int) -> AggregatorGRPCClient:
+def _client(pki: Pki, port: int, name: str = "col-a") -> AggregatorGRPCClient:
     return AggregatorGRPCClient(
-        host="127.0.0.1", port=port, collaborator_name="col-a", aggregator_name=AGGREGATOR,
-        federation_uuid=FEDERATION, tls_files=pki.files("col-a"), settings=fast_settings(),
+        host="127.0.0.1", port=port, collaborator_name=name, aggregator_name=AGGREGATOR,
+        federation_uuid=FEDERATION, tls_files=pki.files(name), settings=fast_settings(),
     ).connect()
 
 
@@ -152,3 +154,74 @@ def test_a_result_claiming_more_samples_than_declared_is_refused(pki: Pki, feder
     assert "exceeds the 50 train samples col-a declared" in str(refused.value)
     assert honest.accepted and agg.status()["results_in"] == 1
     assert agg.status()["collaborators"]["col-a"]["samples"] == {"train": 50, "valid": 20}
+
+
+def test_a_parked_poll_is_woken_by_the_close_and_freed_by_grpc_when_abandoned(
+        pki: Pki, federation) -> None:
+    # Prepare: col-a has delivered round 0 and parks; count the handler's entries.
+    agg, port, _ = federation
+    calls = {"get_tasks": 0}
+    inner = agg.get_tasks
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["get_tasks"] += 1
+        return inner(*args, **kwargs)
+
+    agg.get_tasks = counting  # type: ignore[method-assign]
+    client_a, client_b = _client(pki, port), _client(pki, port, "col-b")
+    update = {"kernel": MODEL["kernel"] + 1, "bias": MODEL["bias"] + 1}
+    try:
+        for client in (client_a, client_b):
+            client.handshake(plan_digest(agg.plan), plan_fingerprint(agg.plan),
+                             {"train": 10, "valid": 10})
+        for name in ("col-a", "col-b"):
+            for task in ("aggregated_model_validation", "locally_tuned_model_validation"):
+                agg.send_local_task_results(TaskResult(ResultKey(name, 0, task), 10, {}),
+                                            iter([]))
+        assert client_a.send_local_task_results(_result(), update).accepted
+        # Execute (1): a poll that waits for col-b longer than a 1 s slice (long-polls of this
+        # server last 2 s)
+        got = {}
+        poller = threading.Thread(target=lambda: got.update(reply=client_a.get_tasks(20.0)))
+        poller.start()
+        time.sleep(1.6)
+        before_close = calls["get_tasks"]
+        assert client_b.send_local_task_results(
+            TaskResult(ResultKey("col-b", 0, "train"), 10, {"loss": 1.0}), update).accepted
+        poller.join(10)
+        # Assert (1): one entry for the whole wait; woken with round 1's work and its model
+        assert before_close == 1
+        assert got["reply"].round_number == 1 and got["reply"].model
+        # Execute (2): a poll the client abandons after 0.3 s (its deadline)
+        for name in ("col-a", "col-b"):
+            for task in ("aggregated_model_validation", "train",
+                         "locally_tuned_model_validation"):
+                tensors = update if task == "train" else {}
+                if name == "col-a":
+                    assert client_a.send_local_task_results(
+                        TaskResult(ResultKey(name, 1, task), 10, {}), tensors).accepted
+        seen_parked = []
+        watcher = threading.Thread(target=lambda: [
+            (seen_parked.append(agg._round.parked.get("col-a", 0)), time.sleep(0.02))
+            for _ in range(10)])
+        watcher.start()
+        with pytest.raises(grpc.RpcError) as abandoned:
+            client_a._call("GetTasks")(pb_get_tasks(client_a, 20.0), timeout=0.3)
+        gave_up = time.monotonic()
+        watcher.join()
+        while agg._round.parked.get("col-a") and time.monotonic() < gave_up + 1.5:
+            time.sleep(0.01)
+        freed_after = time.monotonic() - gave_up
+        # Assert (2): it was parked; grpc's callback freed it long before its 2 s were up
+        assert abandoned.value.code() is Code.DEADLINE_EXCEEDED
+        assert max(seen_parked) == 1
+        assert not agg._round.parked.get("col-a") and freed_after < 0.5, freed_after
+    finally:
+        client_a.disconnect()
+        client_b.disconnect()
+
+
+def pb_get_tasks(client: AggregatorGRPCClient, wait: float):  # type: ignore[no-untyped-def]
+    from openfl_like.protocol import aggregator_pb2
+
+    return aggregator_pb2.GetTasksRequest(header=client._header, wait_seconds=wait)

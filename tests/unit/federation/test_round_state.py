@@ -363,3 +363,18 @@ def test_async_buffer_and_stale_results(tmp_path: Path) -> None:
     assert rnd.verdict(100.0) is Verdict.OPEN
     rnd.record(_rec("col2", "train", 2))
     assert rnd.verdict(100.0) is Verdict.CLOSE_BUFFER
+
+
+def test_the_next_round_keeps_parked_polls_last_seen_and_drops(tmp_path: Path) -> None:
+    # Prepare: col1 is parked in a long-poll, col3 is dropped, col2 was seen at 150
+    state = _rules_and_state(tmp_path)
+    state.park("col1", +1)
+    state.touch("col2", 150.0)
+    state.drop("col3", "revoked")
+    # Execute: the round closes while col1's poll is still parked
+    following = state.next_round(1, 160.0)
+    following.park("col1", -1)  # the poll ends after the swap
+    # Assert: its count went back to zero, never below; the rest is carried over
+    assert following.parked["col1"] == 0
+    assert following.last_seen["col2"] == 150.0
+    assert following.dropped == {"col3": "revoked"} and "col3" not in following.expected
