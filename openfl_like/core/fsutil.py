@@ -13,13 +13,20 @@ SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
+def fsync_dir(directory: Path, *, strict: bool = False) -> None:
+    """Make the names in ``directory`` (a new or renamed file's entry) survive a crash.
+
+    ``strict``: raise when that fails (state that counts on it); otherwise best effort.
+    """
+    try:
         fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError:
+        if strict:
+            raise
 
 
 @contextlib.contextmanager
@@ -46,7 +53,7 @@ def atomic_open(
         if not overwrite and target.exists():
             raise FileExistsError(str(target))
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -75,7 +75,6 @@ from openfl_like.federation.state import (
 )
 from openfl_like.federation.status_view import status_of
 from openfl_like.federation.tensorbuffer import INLINE_MAX_BYTES
-from openfl_like.federation.tensorfile import write_tensor_file
 from openfl_like.federation.uploads import Staged, Stager, refuse_tensors
 from openfl_like.federation.validation import ModelSpec, check_data_size, check_metrics
 from openfl_like.plan.digest import describe_differences, plan_digest, plan_fingerprint
@@ -188,12 +187,7 @@ class Aggregator:
         state = AggregatorState(plan_digest=self._digest,
                                 federation_uuid=self.plan.federation_uuid)
         name = "model-r0.bin"
-        path = self._store.model_path(name)
-        try:
-            write_tensor_file(path, model)
-        except OSError as exc:
-            raise disk_error(path, exc) from None
-        self._models.fresh.add(name)
+        self._models.write(name, model)
         state.model_files = {0: name}
         self._store.save(state)
         log.info("federation %s starts: %d rounds, %d collaborators, state in %s",

@@ -128,6 +128,15 @@ class ModelFiles:
                 reader.close()
         return model
 
+    def write(self, name: str, tensors: Mapping[str, np.ndarray]) -> None:
+        """A model or optimizer file of the state folder (a full disk is UnavailableError)."""
+        path = self.store.model_path(name)
+        try:
+            write_tensor_file(path, tensors)
+        except OSError as exc:
+            raise disk_error(path, exc) from None
+        self.fresh.add(name)
+
     def restore_optimizer(self, state: AggregatorState) -> None:
         """Put the server optimizer back to what ``state`` persisted (after a failed close)."""
         if state.optimizer_file:
@@ -275,12 +284,12 @@ class RoundTransaction:
             return model
         self._step(STEP_MODEL_WRITE, r)
         name = f"model-r{r + 1}.bin"
-        self._write(name, model)
+        self.models.write(name, model)
         state.model_files[r + 1] = name
         optimizer = self.algorithm.state_arrays()
         if optimizer:
             opt_name = f"opt-r{r + 1}.bin"
-            self._write(opt_name, optimizer)
+            self.models.write(opt_name, optimizer)
             state.optimizer_file = opt_name
         return model
 
@@ -293,10 +302,3 @@ class RoundTransaction:
         assert rec.staged is not None
         return self.models.reader(self.store.staging / rec.staged, entries)
 
-    def _write(self, name: str, tensors: Mapping[str, np.ndarray]) -> None:
-        path = self.store.model_path(name)
-        try:
-            write_tensor_file(path, tensors)
-        except OSError as exc:
-            raise disk_error(path, exc) from None
-        self.models.fresh.add(name)

@@ -38,7 +38,7 @@ from typing import IO, Any
 import numpy as np
 
 from openfl_like.core.errors import FederationError
-from openfl_like.core.fsutil import atomic_write
+from openfl_like.core.fsutil import atomic_write, fsync_dir
 
 _ALIGN = 64
 MANIFEST_SUFFIX = ".json"
@@ -106,13 +106,6 @@ def decode_manifest(path: Path, text: str) -> dict[str, TensorEntry]:
         raise FederationError(f"{path}: manifest checksum mismatch (the file was changed)")
     return entries_of(raw["tensors"])
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _BackgroundSync:
@@ -260,7 +253,7 @@ class TensorFileWriter:
         if manifest_file:
             atomic_write(manifest_path(self.path), encode_manifest(self._entries))
         else:
-            _fsync_dir(self.path.parent)  # the new file's name must survive a crash too
+            fsync_dir(self.path.parent, strict=True)  # the new file's name must survive a crash too
         return dict(self._entries)
 
     def _stop_sync(self) -> None:
