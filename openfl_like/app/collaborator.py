@@ -201,6 +201,11 @@ def run_collaborator(
                 name, StoppablePort(GrpcAggregatorPort(client), stop),
                 StoppableRunner(runner, stop), CollaboratorSettings.from_plan(plan),
             )
-            summary = collaborator.run()
+            try:
+                summary = collaborator.run()
+            finally:
+                # An orderly exit frees the name, so a restart is not refused as a second
+                # process for the aggregator's takeover time.
+                client.leave(timeout=1.0)
         stop.raise_if_stopped()
         return summary

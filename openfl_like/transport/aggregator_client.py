@@ -17,6 +17,7 @@ factory returning a fresh iterable, never a one-shot iterator; the result's idem
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -47,7 +48,7 @@ from openfl_like.protocol.service import AGGREGATOR_RPCS, Rpc
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, channel_credentials
 from openfl_like.transport.identity import check_reply_header
-from openfl_like.transport.instances import INSTANCE_METADATA_KEY
+from openfl_like.transport.instances import INSTANCE_METADATA_KEY, LEAVING_METADATA_KEY
 from openfl_like.transport.retry import RetryExhausted, RetryPolicy
 from openfl_like.transport.server import INSECURE_WARNING
 from openfl_like.transport.settings import TransportSettings
@@ -246,6 +247,17 @@ class AggregatorGRPCClient:
         )
         self._check(response, "heartbeat")
         return convert.heartbeat_from_pb(response)
+
+    def leave(self, timeout: float = 2.0) -> None:
+        """Tell the aggregator this process stops on purpose (one heartbeat, no retry), so a
+        restarted collaborator of the same name is not refused as a second instance. Best
+        effort: an unreachable aggregator frees the name after its takeover time anyway."""
+        if self._channel is None:
+            return
+        request = pb.HeartbeatRequest(header=self._header)
+        with contextlib.suppress(grpc.RpcError):
+            self._calls["Heartbeat"](request, timeout=timeout,
+                                     metadata=(*self._metadata, (LEAVING_METADATA_KEY, "1")))
 
     def get_tasks(self, wait_seconds: float | None = None) -> TasksReply:
         """Long-poll for work: the aggregator holds the call up to ``wait_seconds``."""

@@ -51,7 +51,11 @@ from openfl_like.core.ids import Role
 from openfl_like.pki import RevocationChecker, participant_name, participant_role
 from openfl_like.pki.identity import certificate_fingerprint
 from openfl_like.protocol import base_pb2
-from openfl_like.transport.instances import INSTANCE_METADATA_KEY, InstanceRegistry
+from openfl_like.transport.instances import (
+    INSTANCE_METADATA_KEY,
+    LEAVING_METADATA_KEY,
+    InstanceRegistry,
+)
 
 
 def instance_of(context: grpc.ServicerContext) -> str:
@@ -60,6 +64,10 @@ def instance_of(context: grpc.ServicerContext) -> str:
         if key == INSTANCE_METADATA_KEY:
             return value if isinstance(value, str) else value.decode(errors="replace")
     return ""
+
+
+def _leaving(context: grpc.ServicerContext) -> bool:
+    return any(key == LEAVING_METADATA_KEY for key, _ in context.invocation_metadata() or ())
 
 
 def peer_certificate_pem(context: grpc.ServicerContext) -> bytes | None:
@@ -188,7 +196,10 @@ class HeaderChecker:
                 f"{self.federation_uuid!r}"
             )
         if self.instances is not None:
-            self.instances.claim(sender, instance_of(context))
+            instance = instance_of(context)
+            self.instances.claim(sender, instance)
+            if _leaving(context):
+                self.instances.release(sender, instance)
         return sender
 
     @contextmanager

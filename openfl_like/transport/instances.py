@@ -6,7 +6,8 @@ alive: it made a call, or sat in a long-poll, less than ``takeover_seconds`` ago
 has been silent that long (it crashed, or its host died) a new instance takes the name over, so
 a restarted collaborator is never locked out for good. The same certificate used on two hosts
 at once is a misconfiguration the operator must hear about; results stay idempotent either way.
-Calls without an instance id (old clients, tools) are not tracked.
+Calls without an instance id (old clients, tools) are not tracked. A process that stops on purpose
+says so (``LEAVING_METADATA_KEY`` on its last call) and frees the name for its successor at once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from openfl_like.core.errors import PermissionDeniedError
 from openfl_like.core.logging import get_logger
 
 INSTANCE_METADATA_KEY = "fx-instance"
+# Sent (with any value) by a client that stops on purpose: its name is free for a new process
+# at once, instead of after ``takeover_seconds``.
+LEAVING_METADATA_KEY = "fx-leaving"
 
 _log = get_logger(__name__)
 
@@ -60,6 +64,14 @@ class InstanceRegistry:
             _log.warning("%s: instance %s takes over from %s (silent for %.1f s)", name,
                          instance[:8], holder.instance[:8], silent)
             self._holders[name] = _Holder(instance, now)
+
+    def release(self, name: str, instance: str) -> None:
+        """The holder stops on purpose: a new instance may take the name at once."""
+        with self._lock:
+            holder = self._holders.get(name)
+            if holder is not None and holder.instance == instance:
+                del self._holders[name]
+                _log.info("%s: instance %s left", name, instance[:8])
 
     def poll(self, name: str, instance: str, delta: int) -> None:
         """A long-poll of the current holder starts (+1) or ends (-1)."""

@@ -56,3 +56,30 @@ def test_calls_without_instance_id_are_not_tracked() -> None:
     registry.claim("col1", "")
     registry.claim("col1", "bbbb")
     registry.claim("col1", "")
+
+
+def test_a_holder_that_leaves_frees_the_name_at_once_and_only_its_own() -> None:
+    # Prepare
+    clock = FakeClock()
+    registry = InstanceRegistry(30.0, clock=clock)
+    registry.claim("col1", "aaaa")
+    # Execute: somebody else's release is ignored; the holder's own frees the name
+    registry.release("col1", "bbbb")
+    with pytest.raises(PermissionDeniedError):
+        registry.claim("col1", "bbbb")
+    registry.release("col1", "aaaa")
+    # Assert: the successor is accepted at once, without waiting out the takeover time
+    registry.claim("col1", "bbbb")
+
+
+def test_a_holder_parked_in_a_long_poll_is_alive_however_long_it_waits() -> None:
+    clock = FakeClock()
+    registry = InstanceRegistry(30.0, clock=clock)
+    registry.claim("col1", "aaaa")
+    registry.poll("col1", "aaaa", +1)
+    clock.now += 120.0
+    with pytest.raises(PermissionDeniedError):
+        registry.claim("col1", "bbbb")
+    registry.poll("col1", "aaaa", -1)
+    clock.now += 31.0
+    registry.claim("col1", "bbbb")  # silent since the poll ended: taken over
