@@ -202,20 +202,20 @@ def test_a_parked_poll_is_woken_by_the_close_and_freed_by_grpc_when_abandoned(
                         TaskResult(ResultKey(name, 1, task), 10, {}), tensors).accepted
         seen_parked = []
         watcher = threading.Thread(target=lambda: [
-            (seen_parked.append(agg._round.parked.get("col-a", 0)), time.sleep(0.02))
+            (seen_parked.append(agg._live.round.parked.get("col-a", 0)), time.sleep(0.02))
             for _ in range(10)])
         watcher.start()
         with pytest.raises(grpc.RpcError) as abandoned:
             client_a._call("GetTasks")(pb_get_tasks(client_a, 20.0), timeout=0.3)
         gave_up = time.monotonic()
         watcher.join()
-        while agg._round.parked.get("col-a") and time.monotonic() < gave_up + 1.5:
+        while agg._live.round.parked.get("col-a") and time.monotonic() < gave_up + 1.5:
             time.sleep(0.01)
         freed_after = time.monotonic() - gave_up
         # Assert (2): it was parked; grpc's callback freed it long before its 2 s were up
         assert abandoned.value.code() is Code.DEADLINE_EXCEEDED
         assert max(seen_parked) == 1
-        assert not agg._round.parked.get("col-a") and freed_after < 0.5, freed_after
+        assert not agg._live.round.parked.get("col-a") and freed_after < 0.5, freed_after
     finally:
         client_a.disconnect()
         client_b.disconnect()

@@ -219,8 +219,8 @@ def test_long_poll_wakes_parked_collaborators_without_waiting_out_the_poll(tmp_p
 
     thread = threading.Thread(target=park)
     thread.start()
-    while agg.status()["collaborators"]["col1"]["active"] is not True or not agg._round.parked.get(
-            "col1"):
+    while agg.status()["collaborators"]["col1"]["active"] is not True or \
+            not agg._live.round.parked.get("col1"):
         threading.Event().wait(0.001)
     # col2 delivers; the round closes; col1 must get round 1 at once, not after 20 s.
     runner2 = FakeRunner(1)
@@ -484,8 +484,8 @@ def test_after_upload_hook_runs_after_each_staged_update_before_the_close(tmp_pa
 
     def hook(nbytes: int) -> None:
         assert nbytes == sum(a.nbytes for a in agg.weights().values())
-        trains = [r for r in agg._round.results if r.key.task_name == "train"]
-        seen.append((agg._state.round_number, len(trains)))
+        trains = [r for r in agg._live.round.results if r.key.task_name == "train"]
+        seen.append((agg._live.state.round_number, len(trains)))
 
     agg = _agg(tmp_path, plan, after_upload=hook, inline_max_bytes=0)
     # Execute
