@@ -99,7 +99,7 @@ class Collaborator:
         self.summary = CollaboratorSummary(name)
         self._model_round: int | None = None
         self._stop = threading.Event()
-        self._working = threading.Event()  # set while a task runs (heartbeats needed)
+        self._working = threading.Event()  # set while a round is worked on (heartbeats needed)
 
     def stop(self) -> None:
         """Ask the loop to end after the current call (used on shutdown and in tests)."""
@@ -135,8 +135,9 @@ class Collaborator:
         return self.summary
 
     def _start_heartbeat(self) -> threading.Thread | None:
-        """Beats only while a task runs: a parked long-poll or a transfer already tells the
-        aggregator that this collaborator is alive, so idle beats would be pure cost."""
+        """Beats only while a round's work runs (download, tasks, upload): a parked long-poll
+        already tells the aggregator that this collaborator is alive, so beats then would be
+        pure cost."""
         interval = self.settings.heartbeat_seconds
         if interval <= 0:
             return None
@@ -157,6 +158,17 @@ class Collaborator:
 
     def _run_round(self, round_number: int, tasks: Sequence[TaskSpec],
                    model: Sequence[NamedTensor] = ()) -> None:
+        # From the model's download to the upload's end this collaborator is not parked in a
+        # long-poll: the heartbeat tells the aggregator it is alive (a big model on a slow link
+        # can take longer than the liveness timeout).
+        self._working.set()
+        try:
+            self._work_round(round_number, tasks, model)
+        finally:
+            self._working.clear()
+
+    def _work_round(self, round_number: int, tasks: Sequence[TaskSpec],
+                    model: Sequence[NamedTensor]) -> None:
         if self._model_round != round_number:
             if model:  # a small model came with the work: no download call
                 weights = {t.name: t.array for t in model}
@@ -210,11 +222,7 @@ class Collaborator:
 
     def _execute(self, task: TaskSpec) -> TaskOutcome:
         batch = int(task.params.get("batch_size", self.settings.batch_size))
-        self._working.set()
-        try:
-            if task.kind is TaskKind.TRAIN:
-                epochs = int(task.params.get("epochs", self.settings.epochs))
-                return self.runner.train(epochs=epochs, batch_size=batch)
-            return self.runner.validate(batch_size=batch)
-        finally:
-            self._working.clear()
+        if task.kind is TaskKind.TRAIN:
+            epochs = int(task.params.get("epochs", self.settings.epochs))
+            return self.runner.train(epochs=epochs, batch_size=batch)
+        return self.runner.validate(batch_size=batch)

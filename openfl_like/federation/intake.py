@@ -15,6 +15,7 @@ longer count) or, in asynchronous mode where it would count in the next version,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from openfl_like.core.errors import PermissionDeniedError, ProtocolError, UnavailableError
 from openfl_like.core.logging import get_logger
@@ -99,6 +100,19 @@ class ResultIntake:
         return self._receive(result, lambda key: self._stager.stage_streams(key, tensors),
                              lambda key: refuse_tensors(key, (t.name for t in tensors)))
 
+    @contextmanager
+    def _in_call(self, collaborator: str) -> Iterator[None]:
+        """While an upload streams in, its sender counts as alive (as a parked poll does): a
+        large model over a slow link must not get it dropped for silence."""
+        with self._live.lock:
+            self._live.round.park(collaborator, +1)
+        try:
+            yield
+        finally:
+            with self._live.lock:
+                self._live.round.park(collaborator, -1)
+                self._live.round.touch(collaborator, self._live.clock())
+
     def _checked(self, result: TaskResult) -> list[TaskResult]:
         """The upload's results (the main one first), each checked; only the main one may be a
         train result, and all belong to one collaborator and round."""
@@ -136,7 +150,8 @@ class ResultIntake:
         staged: Staged | None = None
         if is_train:
             try:
-                staged = stage(key)
+                with self._in_call(key.collaborator):  # a long upload is a sign of life
+                    staged = stage(key)
             except UnavailableError as exc:
                 self._live.set_disk_problem(exc.message)
                 log.error("upload of %s refused: %s", key, exc.message)

@@ -11,9 +11,9 @@ O(1) from running counters, so a result costs the same at 2 collaborators as at 
 
 Liveness: a participant is expected in a round when it is not dropped at the round's start. It
 is dropped when its certificate is revoked (at once) or when it has been silent (no call, no
-parked long-poll) for the liveness timeout; a dropped participant stops counting as
-outstanding at once, and one that calls again rejoins at the next round. Finding silent ones is
-a scan that the closer runs about once a second, never an RPC.
+parked long-poll, no upload streaming in) for the liveness timeout; a dropped participant stops
+counting as outstanding at once, and one that calls again rejoins at the next round. Finding
+silent ones is a scan that the closer runs about once a second, never an RPC.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class RoundState:
     present: set[str] = field(default_factory=set)
     trains: int = 0
     last_seen: dict[str, float] = field(default_factory=dict)
-    parked: dict[str, int] = field(default_factory=dict)
+    parked: dict[str, int] = field(default_factory=dict)  # calls in progress: polls, uploads
     dropped: dict[str, str] = field(default_factory=dict)  # name -> why
 
     # ----------------------------------------------------------------------- round lifecycle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -494,3 +495,30 @@ def test_after_upload_hook_runs_after_each_staged_update_before_the_close(tmp_pa
     assert len(seen) == 9
     assert sorted({r for r, _ in seen}) == [0, 1, 2]
     assert all(trains < 3 for _, trains in seen)  # its own update not applied yet
+
+
+def test_an_upload_longer_than_the_liveness_timeout_keeps_its_sender_in_the_round(
+        tmp_path: Path) -> None:
+    # Prepare: liveness 0.3 s; col1 and col2 deliver; col3's upload streams in slowly (1 s)
+    plan = make_plan(tmp_path, {"stragglers": {"liveness_timeout_seconds": 0.3,
+                                               "round_deadline_seconds": 30}})
+    agg = _agg(tmp_path, plan, inline_max_bytes=0)
+    everything = ("aggregated_model_validation", "locally_tuned_model_validation")
+
+    def slow() -> Iterator[NamedTensor]:
+        for name, array in initial_weights().items():
+            time.sleep(0.35)  # longer than the liveness timeout, before each tensor
+            yield NamedTensor(name, array, 0)
+
+    for name in ("col1", "col2", "col3"):
+        extras = tuple(TaskResult(ResultKey(name, 0, t), 10, {"a": 1.0}) for t in everything)
+        main = TaskResult(ResultKey(name, 0, "train"), 10, {"loss": 1.0}, also=extras)
+        # Execute
+        tensors = slow() if name == "col3" else _stream(initial_weights())
+        assert agg.send_local_task_results(main, tensors).accepted
+    # Assert: col3 was never dropped though no call started for > 1 s; its update counted
+    assert agg.wait_for_round(1)
+    record = agg.history[0]
+    assert "col3" in record["collaborators"], record
+    assert "col3" not in record.get("dropped", {}), record
+    agg.stop()
