@@ -101,6 +101,10 @@ def make_dataset(
     x, y = train
     if y.shape[0] == 0:
         raise DataError(f"{source}: no samples")
+    # Before any split, so counts and row indices refer to the data as read.
+    _check_finite(source, "x_train", x)
+    if valid is not None:
+        _check_finite(source, "x_valid", valid[0])
     if valid is None:
         fraction = float(params.get("valid_fraction", DEFAULT_VALID_FRACTION))  # type: ignore[arg-type]
         seed = int(params.get("seed", 0))  # type: ignore[call-overload]
@@ -114,7 +118,6 @@ def make_dataset(
         if xs.shape[0] != ys.shape[0]:
             raise DataError(f"{source}: x_{part} has {xs.shape[0]} samples, "
                             f"y_{part} has {ys.shape[0]}")
-        _check_finite(source, f"x_{part}", xs)
     return LocalDataset(x_train=readonly(x_tr), y_train=readonly(y_tr), x_valid=readonly(x_va),
                         y_valid=readonly(y_va), source=source, loader=loader)
 
