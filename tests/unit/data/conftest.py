@@ -18,7 +18,7 @@ def tabular() -> DataContract:
 
 @pytest.fixture
 def images() -> DataContract:
-    return DataContract(features=(4, 5, 1), classes=("cat", "dog", "owl"), image_size=(4, 5),
+    return DataContract(features=(4, 5, 1), classes=("owl", "cat", "dog"), image_size=(4, 5),
                         color_mode="grayscale")
 
 

@@ -32,10 +32,12 @@ def test_reads_named_columns_in_contract_order(tmp_path: Path, tabular: DataCont
     x = np.concatenate([ds.x_train, ds.x_valid])
     y = np.concatenate([ds.y_train, ds.y_valid])
     assert x.dtype == np.float32 and x.shape == (10, 3)
-    by_age = {round(float(a), 3): (s, d, lab) for a, s, d, lab in zip(*x.T, y, strict=True)}
-    first = rows[0]
-    assert by_age[round(float(first[2]), 3)][0] == pytest.approx(first[3], abs=1e-3)
-    assert sorted(y.tolist()) == [0] * 5 + [1] * 5
+    # Each loaded row is (age, size, density) of a written row, with its label mapped by name.
+    written = {round(float(r[2]), 3): (float(r[3]), float(r[1]), r[4]) for r in rows}
+    for (age, size, density), label in zip(x.tolist(), y.tolist(), strict=True):
+        w_size, w_density, name = written[round(age, 3)]
+        assert (size, density) == pytest.approx((w_size, w_density), abs=1e-3)
+        assert label == ("benign", "malignant").index(name)
     check_dataset(ds, tabular)
 
 

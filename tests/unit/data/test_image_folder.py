@@ -22,7 +22,7 @@ def _tree(root: Path, classes: dict[str, int], mode: str = "L") -> Path:
 
 
 def test_reads_resizes_and_scales(tmp_path: Path, images: DataContract) -> None:
-    # Prepare: folder names sort differently (cat, dog, owl) from nothing; values tell classes.
+    # Prepare: the contract lists owl, cat, dog (not alphabetical); pixel values tell folders.
     root = _tree(tmp_path / "images", {"owl": 2, "cat": 3, "dog": 3})
     (root / "cat" / "notes.txt").write_text("not an image")
     # Execute
@@ -33,9 +33,10 @@ def test_reads_resizes_and_scales(tmp_path: Path, images: DataContract) -> None:
     x = np.concatenate([ds.x_train, ds.x_valid])
     y = np.concatenate([ds.y_train, ds.y_valid])
     assert x.min() >= 0.0 and x.max() <= 1.0
-    # Labels follow the contract's order: owl (written with value 40) is index 2.
-    assert np.allclose(x[y == 2], 40 / 255)
-    assert np.allclose(x[y == 0], 80 / 255)  # cat was the second folder written
+    # Labels follow the contract's order, not the folders' alphabetical order.
+    assert np.allclose(x[y == 0], 40 / 255)  # owl
+    assert np.allclose(x[y == 1], 80 / 255)  # cat
+    assert np.allclose(x[y == 2], 120 / 255)  # dog
     check_dataset(ds, images)
 
 
