@@ -20,6 +20,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "pki": ("openfl_like.cli.pki", "pki", "Certificates: CA, CSR, signing, verification, CRL."),
     "plan": ("openfl_like.cli.plan", "plan", "Validate and run federation plans."),
     "aggregator": ("openfl_like.cli.aggregator", "aggregator", "Run or inspect an aggregator."),
+    "data": ("openfl_like.cli.data", "data", "Check this site's data against the plan."),
     "collaborator": (
         "openfl_like.cli.collaborator", "collaborator", "Run a collaborator of a plan.",
     ),

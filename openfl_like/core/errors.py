@@ -20,6 +20,8 @@ Exception tree (catch the narrowest you can handle)::
     ├── FederationError             the federation cannot go on (aggregation failed, quorum lost,
     │                               bad state)                          -> ABORTED
     └── ConfigError                 settings or environment overrides are invalid
+        └── DataError               a site's local data does not load, or does not match the
+                                    plan's data_contract (names the file and the mismatch)
 
 The CLI turns any ``OpenflLikeError`` into one line on stderr and a non-zero exit code; the
 transport maps them to gRPC status codes (``openfl_like.transport.status``).
@@ -127,3 +129,13 @@ class DeadlineExceededError(ConnectionFailedError):
 class FederationError(OpenflLikeError):
     code = "federation"
     exit_code = 7
+
+
+class DataError(ConfigError):
+    """Local data that cannot be used: unreadable, empty, non-finite, or off the data contract.
+
+    A ConfigError because it is fixed on the site (its files or its data description), never by
+    retrying; every message names the file and the problem on one line.
+    """
+
+    code = "data"

@@ -21,6 +21,7 @@ from openfl_like.core.errors import ConfigError, PlanError
 from openfl_like.core.ids import check_name
 from openfl_like.core.messages import TaskKind
 from openfl_like.plan import registry
+from openfl_like.plan.contract import parse_data_contract
 from openfl_like.plan.schema import (
     AggregationSettings,
     AggregatorSettings,
@@ -196,6 +197,10 @@ def parse_plan(plan_doc: object, cols_doc: object, data_doc: object, *, plan_dir
                         "with mode 'async' (it averages staleness-weighted deltas); use fedavg "
                         "or mode 'sync'")
     network = _parse_network(root.section("network"))
+    data_contract = None
+    if root.raw.get("data_contract") is not None:
+        data_contract = parse_data_contract(root.section("data_contract"))
+    root.seen.add("data_contract")
     root.done()
     shards = _parse_data_yaml(data_doc, collaborators)
     top_index = max((v for v in shards.values() if isinstance(v, int)), default=-1)
@@ -219,6 +224,7 @@ def parse_plan(plan_doc: object, cols_doc: object, data_doc: object, *, plan_dir
         network=network,
         collaborators=collaborators,
         shards=shards,
+        data_contract=data_contract,
     )
     if not federation.federation_uuid:
         from openfl_like.plan.digest import settings_digest

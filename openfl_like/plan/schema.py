@@ -120,6 +120,28 @@ class ModeSettings:
 
 
 @dataclass(frozen=True)
+class DataContract:
+    """What every site's data must look like; shared by all sites (part of the plan digest).
+
+    Labels of kind ``classes`` are names looked up in ``classes``, so every site maps the same
+    label to the same index whatever order its files list them in.
+    """
+
+    features: tuple[int, ...]  # shape of one sample, e.g. (30,) or (8, 8, 1)
+    dtype: str = "float32"
+    label: str = "classes"  # classes | regression
+    classes: tuple[str, ...] = ()  # required for label: classes
+    image_size: tuple[int, int] | None = None  # (height, width), image folders only
+    color_mode: str | None = None  # grayscale | rgb, image folders only
+    columns: tuple[str, ...] = ()  # CSV feature columns, in order; () = all but the label
+    label_column: str = "label"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
 class Plan:
     plan_dir: Path
     federation: FederationSettings
@@ -135,6 +157,8 @@ class Plan:
     network: Mapping[str, Scalar]
     collaborators: tuple[str, ...]
     shards: Mapping[str, int | str]
+    # None when plan.yaml has no data_contract section.
+    data_contract: DataContract | None = None
 
     @property
     def workspace_dir(self) -> Path:
