@@ -15,6 +15,7 @@ def runner_params(plan: Plan, *, allow_custom: bool = False) -> dict[str, Any]:
     params: dict[str, Any] = dict(plan.task_runner.params)
     if plan.task_runner.name == "keras":
         params["allow_custom"] = bool(allow_custom and plan.task_runner.allow_custom_objects)
+        params["plan_dir"] = str(plan.plan_dir)  # a `model` file is relative to the plan
     return params
 
 

@@ -4,6 +4,8 @@ Sites compare fingerprints at the handshake, so a mismatch is reported as the se
 ("aggregator.rounds_to_train: 10 here, 5 at collaborator col2"), not as two unequal hashes.
 Site-local settings (where the aggregator listens, its workspace, output switches, transport
 tuning, the cols.yaml/data.yaml files) are left out: they may legitimately differ between hosts.
+A model file the plan names (``task_runner.params.model``, relative to the plan folder) enters by
+its SHA-256: two sites with the same path but different initial models are told so by name.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from openfl_like.plan.schema import Plan
@@ -60,10 +63,36 @@ def _is_local(key: str) -> bool:
     return any(key == p or key.startswith(p + ".") for p in LOCAL_KEYS)
 
 
+MODEL_FILE_KEY = "task_runner.params.model (sha256)"
+
+
+def model_file_sha256(plan: Plan) -> str | None:
+    """SHA-256 (hex) of the file ``task_runner.params.model`` names, when it names one.
+
+    The bytes are hashed, not the model loaded: plan/ never imports TensorFlow.
+    """
+    model = plan.task_runner.params.get("model")
+    if not isinstance(model, str) or not model:
+        return None
+    path = Path(model).expanduser()
+    if not path.is_absolute():
+        path = plan.plan_dir / path
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def plan_fingerprint(plan: Plan) -> dict[str, str]:
     """Flattened key path -> canonical JSON value, for the settings every site must share."""
     flat: dict[str, str] = {}
     _flatten("", plan_to_dict(plan), flat)
+    model_hash = model_file_sha256(plan)
+    if model_hash is not None:
+        flat[MODEL_FILE_KEY] = json.dumps(model_hash)
     return {k: v for k, v in sorted(flat.items()) if not _is_local(k)}
 
 

@@ -35,11 +35,12 @@ class TaskRunner(Protocol):
         ...
 
     def train(self, *, epochs: int, batch_size: int) -> TaskOutcome:
-        """Train on the local training shard; metrics include 'loss' and 'accuracy'."""
+        """Train on the local training shard; metrics: 'loss' and the model's metrics
+        ('accuracy' for the built-in classifiers)."""
         ...
 
     def validate(self, *, batch_size: int) -> TaskOutcome:
-        """Evaluate on the local validation split; metrics include 'loss' and 'accuracy'."""
+        """Evaluate on the local validation split; metrics as for train()."""
         ...
 
     def sample_counts(self) -> Mapping[str, int]:

@@ -60,7 +60,7 @@ def weights_digest(weights: Mapping[str, np.ndarray]) -> bytes:
     for name in sorted(weights):
         arr = np.ascontiguousarray(weights[name])
         h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
-        h.update(arr.data)
+        h.update(arr.reshape(-1).view(np.uint8).data)  # bytes view: also for bfloat16
     return h.digest()
 
 

@@ -6,9 +6,14 @@ TensorFlow at the top here costs nothing to processes that never train a Keras m
 Models come from builder functions: the built-in "digits_cnn" and "digits_mlp", or, only when the
 operator allows it (``allow_custom=True``), an installed object named "module:attr". A builder
 takes no argument and returns an uncompiled ``keras.Model`` whose input is the flat 64-feature
-vector; the runner compiles it. Weights are named ``layer/variable`` (the Keras variable path
-without the model's own name), so names do not depend on how many models a process has built.
-Name your layers in a custom builder for the same reason.
+vector. Or the plan's ``model`` names a ``.keras`` file (relative to the plan folder): the initial
+model of every site, checked for Lambda layers and custom objects before Keras reads it
+(``keras_settings.check_keras_file``) and loaded in safe mode. The runner compiles either with
+the plan's optimizer, loss and metrics (``keras_settings.CompileSettings``).
+
+Weights are named ``layer/variable`` (the Keras variable path without the model's own name), so
+names do not depend on how many models a process has built; they keep each variable's dtype
+(a float16 layer stays float16). Name your layers for the same reason.
 """
 
 from __future__ import annotations
@@ -33,11 +38,17 @@ from openfl_like.runners.base import TaskOutcome, Weights
 from openfl_like.runners.common import (
     ShardLike,
     check_positive_int,
-    check_xy,
     checked_weights,
     require_shard,
     shard_sample_counts,
     train_seed,
+)
+from openfl_like.runners.keras_settings import (
+    CompileSettings,
+    canonical_metric,
+    check_keras_file,
+    is_model_file,
+    resolve_model_file,
 )
 
 log = get_logger(__name__)
@@ -129,11 +140,17 @@ def resolve_builder(name: str, *, allow_custom: bool = False) -> Callable[[], ke
 
 
 def _weight_names(model: keras.Model) -> list[str]:
+    """``layer/variable`` per weight, in model order; a repeated path (nested models reusing
+    layer names) gets ``#k`` on its k-th repeat, so names are unique and stable for a given
+    architecture."""
     prefix = f"{model.name}/"
-    names = [v.path[len(prefix) :] if v.path.startswith(prefix) else v.path for v in model.weights]
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise ConfigError(f"builder: the model's weight names are not unique: {', '.join(dupes)}")
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for var in model.weights:
+        path = var.path[len(prefix) :] if var.path.startswith(prefix) else var.path
+        count = seen.get(path, 0)
+        seen[path] = count + 1
+        names.append(path if count == 0 else f"{path}#{count}")
     return names
 
 
@@ -154,6 +171,74 @@ def build_model(builder: str = "digits_cnn", *, seed: int = 0, allow_custom: boo
     return model
 
 
+def load_model_file(path: Path, *, seed: int = 0) -> Any:
+    """The model of a ``.keras`` file (uncompiled), refused before loading when its architecture
+    holds a Lambda layer or a custom object (ConfigError naming the file and the layer)."""
+    check_keras_file(path)
+    keras.utils.set_random_seed(int(seed))
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"model: {path}: Keras cannot load it: {reason}") from None
+    if not isinstance(model, keras.Model) or not model.weights:
+        raise ConfigError(f"model: {path}: not a built Keras model with weights")
+    return model
+
+
+def _io_shapes(model: Any, source: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per-sample input and output shapes; a model without fixed ones is refused."""
+    try:
+        shapes = (tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:]))
+    except (AttributeError, ValueError, IndexError, TypeError):
+        raise ConfigError(f"model: {source}: has no defined input/output (start it with "
+                          "keras.Input)") from None
+    if any(d is None for shape in shapes for d in shape):
+        raise ConfigError(f"model: {source}: input and output shapes must be fixed, got {shapes}")
+    return shapes[0], shapes[1]
+
+
+_LOSSES: dict[str, Callable[[], Any]] = {
+    "sparse_categorical_crossentropy": lambda: keras.losses.SparseCategoricalCrossentropy(
+        reduction="sum"
+    ),
+    "categorical_crossentropy": lambda: keras.losses.CategoricalCrossentropy(reduction="sum"),
+    "binary_crossentropy": lambda: keras.losses.BinaryCrossentropy(reduction="sum"),
+    "mean_squared_error": lambda: keras.losses.MeanSquaredError(reduction="sum"),
+    "mean_absolute_error": lambda: keras.losses.MeanAbsoluteError(reduction="sum"),
+    "mean_squared_logarithmic_error": lambda: keras.losses.MeanSquaredLogarithmicError(
+        reduction="sum"
+    ),
+    "huber": lambda: keras.losses.Huber(reduction="sum"),
+}
+_METRIC_FNS: dict[str, Callable[[Any, Any], Any]] = {
+    "sparse_categorical_accuracy": keras.metrics.sparse_categorical_accuracy,
+    "categorical_accuracy": keras.metrics.categorical_accuracy,
+    "binary_accuracy": keras.metrics.binary_accuracy,
+    "mean_squared_error": keras.metrics.mean_squared_error,
+    "mean_absolute_error": keras.metrics.mean_absolute_error,
+    "mean_absolute_percentage_error": keras.metrics.mean_absolute_percentage_error,
+}
+_ACCURACY_FOR_LOSS = {
+    "sparse_categorical_crossentropy": "sparse_categorical_accuracy",
+    "categorical_crossentropy": "categorical_accuracy",
+    "binary_crossentropy": "binary_accuracy",
+}
+_OPTIMIZERS: dict[str, Callable[..., Any]] = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def _metric_fn(name: str, loss: str) -> Callable[[Any, Any], Any]:
+    """A per-sample metric function (``accuracy`` follows the loss, as Keras's compile does)."""
+    canonical = canonical_metric(name)
+    if canonical == "accuracy":
+        canonical = _ACCURACY_FOR_LOSS[loss]
+    return _METRIC_FNS[canonical]
+
+
 class KerasRunner:
     """Trains a Keras model on one shard; weights named ``layer/variable``.
 
@@ -170,24 +255,42 @@ class KerasRunner:
         shard: ShardLike | None = None,
         *,
         seed: int = 0,
-        builder: str = "digits_cnn",
+        builder: str | None = None,
+        model: str | None = None,
+        plan_dir: str | os.PathLike[str] | None = None,
         allow_custom: bool = False,
+        task: str | None = None,
+        optimizer: str = "adam",
         learning_rate: float = 3e-3,
+        loss: str | None = None,
+        metrics: str | None = None,
     ) -> None:
-        if not (np.isfinite(learning_rate) and learning_rate > 0):
-            raise ConfigError(f"learning_rate: must be > 0, got {learning_rate}")
+        self.settings = CompileSettings.from_params(
+            task=task, optimizer=optimizer, learning_rate=learning_rate, loss=loss, metrics=metrics
+        )
+        if builder is not None and model is not None:
+            raise ConfigError("task_runner.params: set model or builder, not both")
         self.seed = int(seed)
         self.shard = shard
-        self.builder = builder
-        self.model = build_model(builder, seed=self.seed, allow_custom=allow_custom)
+        self.builder = model or builder or "digits_cnn"
+        if is_model_file(self.builder):
+            path = resolve_model_file(self.builder, plan_dir)
+            self.model = load_model_file(path, seed=self.seed)
+        else:
+            self.model = build_model(self.builder, seed=self.seed, allow_custom=allow_custom)
         self._names = _weight_names(self.model)
         self._vars = dict(zip(self._names, self.model.weights, strict=True))
+        self._templates = {name: _zeros_like_var(var) for name, var in self._vars.items()}
+        self._input_shape, self._output_shape = _io_shapes(self.model, self.builder)
         self._seed_vars = [
             v for v in self.model.variables if v.path.endswith("seed_generator_state")
         ]
-        self.optimizer = keras.optimizers.Adam(learning_rate=float(learning_rate))
+        self.optimizer = _OPTIMIZERS[self.settings.optimizer](
+            learning_rate=self.settings.learning_rate
+        )
         self.optimizer.build(self.model.trainable_variables)
-        self._loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+        self._loss = _LOSSES[self.settings.loss]()
+        self._metric_fns = [_metric_fn(m, self.settings.loss) for m in self.settings.metrics]
         self._train_step = tf.function(self._train_step_eager, reduce_retracing=True)
         self._eval_step = tf.function(self._eval_step_eager, reduce_retracing=True)
 
@@ -204,8 +307,7 @@ class KerasRunner:
         return {name: np.array(var.numpy()) for name, var in self._vars.items()}
 
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
-        current = {name: _zeros_like_var(var) for name, var in self._vars.items()}
-        checked_weights(current, weights)
+        checked_weights(self._templates, weights)
         for name, var in self._vars.items():
             var.assign(weights[name])
 
@@ -213,26 +315,21 @@ class KerasRunner:
         epochs = check_positive_int("epochs", epochs)
         batch_size = check_positive_int("batch_size", batch_size)
         shard = require_shard(self.shard, "train")
-        x, y = check_xy(shard.x_train, shard.y_train, input_dim=INPUT_DIM)
+        x, y = self._check_xy(shard.x_train, shard.y_train)
         rng = np.random.default_rng(train_seed(self.seed, self.get_weights()))
         self._reseed_dropout(rng)
         self._reset_optimizer()
         n = x.shape[0]
-        loss_sum, correct = 0.0, 0
+        sums = np.zeros(1 + len(self._metric_fns))
         for _ in range(epochs):
             order = rng.permutation(n)
-            loss_sum, correct = 0.0, 0  # Keras-style: report the last epoch's running mean
+            sums[:] = 0.0  # Keras-style: report the last epoch's running mean
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                batch_loss, batch_correct = self._train_step(
-                    tf.constant(x[idx]), tf.constant(y[idx])
-                )
-                loss_sum += float(batch_loss)
-                correct += int(batch_correct)
+                batch = self._train_step(tf.constant(x[idx]), tf.constant(y[idx]))
+                sums += [float(v) for v in batch]
         return TaskOutcome(
-            metrics={"loss": loss_sum / n, "accuracy": correct / n},
-            data_size=n,
-            extra={"epochs": float(epochs)},
+            metrics=self._metrics(sums, n), data_size=n, extra={"epochs": float(epochs)}
         )
 
     def validate(self, *, batch_size: int) -> TaskOutcome:
@@ -247,28 +344,27 @@ class KerasRunner:
     def evaluate_arrays(
         self, x: np.ndarray, y: np.ndarray, *, batch_size: int = _EVAL_BATCH
     ) -> TaskOutcome:
-        """Loss and accuracy of the current weights on (x, y), e.g. the held-out test set."""
+        """Loss and the plan's metrics of the current weights on (x, y), e.g. the test set."""
         batch_size = check_positive_int("batch_size", batch_size)
-        x, y = check_xy(x, y, input_dim=INPUT_DIM)
-        loss_sum, correct = 0.0, 0
+        x, y = self._check_xy(x, y)
+        sums = np.zeros(1 + len(self._metric_fns))
         for start in range(0, x.shape[0], batch_size):
-            batch_loss, batch_correct = self._eval_step(
+            batch = self._eval_step(
                 tf.constant(x[start : start + batch_size]),
                 tf.constant(y[start : start + batch_size]),
             )
-            loss_sum += float(batch_loss)
-            correct += int(batch_correct)
+            sums += [float(v) for v in batch]
         n = x.shape[0]
-        return TaskOutcome(metrics={"loss": loss_sum / n, "accuracy": correct / n}, data_size=n)
+        return TaskOutcome(metrics=self._metrics(sums, n), data_size=n)
 
     def predict(self, x: np.ndarray, *, batch_size: int = _EVAL_BATCH) -> np.ndarray:
-        """Class probabilities for ``x`` (n, 64)."""
-        x = np.asarray(x, np.float32)
+        """The model's outputs for ``x`` (class probabilities for the built-in models)."""
+        x = self._check_x(x)
         parts = [
             np.asarray(self.model(tf.constant(x[i : i + batch_size]), training=False))
             for i in range(0, x.shape[0], batch_size)
         ]
-        return np.concatenate(parts) if parts else np.empty((0, NUM_CLASSES), np.float32)
+        return np.concatenate(parts) if parts else np.empty((0, *self._output_shape), np.float32)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model with its current weights as a ``.keras`` file, atomically."""
@@ -293,24 +389,59 @@ class KerasRunner:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _train_step_eager(self, x: Any, y: Any) -> tuple[Any, Any]:
+    def _check_x(self, x: np.ndarray) -> np.ndarray:
+        """Features as float32 shaped like the model's input (flat rows are reshaped)."""
+        x = np.asarray(x, dtype=np.float32)
+        want = self._input_shape
+        if x.ndim >= 1 and x.shape[1:] != want and x[0].size == int(np.prod(want)):
+            x = x.reshape((x.shape[0], *want))
+        if x.shape[1:] != want:
+            raise ConfigError(f"features: expected shape (n, {', '.join(map(str, want))}), "
+                              f"got {x.shape}")
+        return x
+
+    def _check_xy(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features, and labels as int64 class indices (sparse loss) or float32 targets shaped
+        like the model's output; ConfigError otherwise."""
+        x = self._check_x(x)
+        y = np.asarray(y)
+        n = x.shape[0]
+        if n == 0:
+            raise ConfigError("cannot train or evaluate on an empty data set")
+        if self.settings.sparse_labels:
+            if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+                raise ConfigError(f"labels: expected {n} integer labels, got {y.dtype} {y.shape}")
+            return x, y.astype(np.int64, copy=False)
+        if not np.issubdtype(y.dtype, np.number):
+            raise ConfigError(f"labels: expected numeric targets, got {y.dtype}")
+        want = (n, *self._output_shape)
+        if y.shape != want and y.size == int(np.prod(want)):
+            y = y.reshape(want)
+        if y.shape != want:
+            raise ConfigError(f"labels: expected targets of shape {want}, got {y.shape}")
+        return x, y.astype(np.float32, copy=False)
+
+    def _metrics(self, sums: np.ndarray, n: int) -> dict[str, float]:
+        values = [float(v) / n for v in sums]
+        return {"loss": values[0], **dict(zip(self.settings.metrics, values[1:], strict=True))}
+
+    def _train_step_eager(self, x: Any, y: Any) -> tuple[Any, ...]:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            probs = self.model(x, training=True)
-            loss_sum = self._loss(y, probs)
+            out = tf.cast(self.model(x, training=True), tf.float32)
+            loss_sum = self._loss(y, out)
             mean_loss = loss_sum / tf.cast(tf.shape(y)[0], loss_sum.dtype)
         grads = tape.gradient(mean_loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return loss_sum, self._count_correct(y, probs)
+        return (loss_sum, *self._metric_sums(y, out))
 
-    def _eval_step_eager(self, x: Any, y: Any) -> tuple[Any, Any]:
-        probs = self.model(x, training=False)
-        return self._loss(y, probs), self._count_correct(y, probs)
+    def _eval_step_eager(self, x: Any, y: Any) -> tuple[Any, ...]:
+        out = tf.cast(self.model(x, training=False), tf.float32)
+        return (self._loss(y, out), *self._metric_sums(y, out))
 
-    @staticmethod
-    def _count_correct(y: Any, probs: Any) -> Any:
-        hits = tf.equal(tf.argmax(probs, axis=1, output_type=y.dtype), y)
-        return tf.reduce_sum(tf.cast(hits, tf.int64))
+    def _metric_sums(self, y: Any, out: Any) -> list[Any]:
+        """Per-sample metric values summed over the batch (float64: exact for 0/1 hits)."""
+        return [tf.reduce_sum(tf.cast(fn(y, out), tf.float64)) for fn in self._metric_fns]
 
     def _reseed_dropout(self, rng: np.random.Generator) -> None:
         for var in self._seed_vars:
@@ -330,15 +461,10 @@ def _zeros_like_var(var: Any) -> np.ndarray:
 
 
 def save_keras_model(
-    weights: Mapping[str, np.ndarray],
-    path: str | os.PathLike[str],
-    *,
-    builder: str = "digits_cnn",
-    allow_custom: bool = False,
+    weights: Mapping[str, np.ndarray], path: str | os.PathLike[str], **params: Any
 ) -> Path:
-    """Write ``weights`` into the builder's architecture as a ``.keras`` file (atomic)."""
-    runner = KerasRunner.from_weights(weights, builder=builder, allow_custom=allow_custom)
-    return runner.save(path)
+    """Write ``weights`` into the plan's architecture (builder or model file) as ``.keras``."""
+    return KerasRunner.from_weights(weights, **params).save(path)
 
 
 def load_keras_weights(path: str | os.PathLike[str]) -> Weights:

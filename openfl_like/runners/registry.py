@@ -100,7 +100,7 @@ def evaluate_weights(
     batch_size: int = 256,
     **params: Any,
 ) -> dict[str, float]:
-    """Loss and accuracy of ``weights`` on (x, y) without a shard (the aggregator's test set)."""
+    """Loss and metrics of ``weights`` on (x, y) without a shard (the aggregator's test set)."""
     cls = runner_class(name)
     _check_params(name, {k: v for k, v in params.items() if k != "seed"})
     runner = cls.from_weights(weights, **params)

@@ -182,3 +182,28 @@ def test_noop_train_is_identity_or_a_fixed_delta() -> None:
     start = shifted.get_weights()
     shifted.train(epochs=1, batch_size=1)
     assert all(np.array_equal(shifted.get_weights()[k], start[k] + 0.5) for k in start)
+
+
+@pytest.mark.parametrize("model", ["softmax", "mlp"])
+def test_any_tabular_width_and_class_count(model: str) -> None:
+    # Prepare: 30 features, 3 separable classes
+    rng = np.random.default_rng(1)
+    centers = rng.normal(scale=3.0, size=(3, 30)).astype(np.float32)
+    y = rng.integers(0, 3, size=120)
+    x = centers[y] + rng.normal(size=(120, 30)).astype(np.float32)
+
+    class Shard:
+        x_train, y_train, x_valid, y_valid = x[:100], y[:100], x[100:], y[100:]
+
+    runner = NumpyRunner(Shard(), model=model, input_dim=30, num_classes=3, learning_rate=0.05)
+    # Execute
+    runner.train(epochs=3, batch_size=16)
+    valid = runner.validate(batch_size=16)
+    clone = NumpyRunner.from_weights(runner.get_weights())
+    # Assert
+    assert runner.get_weights()["dense/kernel"].shape[1] == 3
+    assert valid.metrics["accuracy"] > 0.9
+    assert clone.spec.input_dim == 30 and clone.spec.num_classes == 3
+    assert clone.predict(x[:4]).shape == (4, 3)
+    with pytest.raises(ConfigError, match=r"expected shape \(n, 30\)"):
+        runner.evaluate_arrays(x[:, :29], y)
