@@ -48,6 +48,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The resolved plan as JSON-able data (everything but the folder it was loaded from)."""
     data = _plain(plan)
     data.pop("plan_dir", None)
+    if data.get("data_contract") is None:  # optional: a plan without one keeps its digest
+        data.pop("data_contract", None)
     return data
 
 
