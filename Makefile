@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo demo-pki lint bench proto clean
+.PHONY: install test test-fast demo demo-pki examples-data lint bench proto clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP)  ## the main job: Keras CNN on digits, 3 collaborators, mutual TL
 
 demo-pki: $(STAMP)  ## only the PKI part: issue and verify a workspace's certificates
 	bash bench/demo_pki.sh
+
+examples-data: $(STAMP)  ## data and model.keras of plans/keras_tabular and plans/keras_images (git-ignored)
+	$(BIN)/python plans/keras_tabular/make_data.py
+	$(BIN)/python plans/keras_images/make_data.py
 
 lint: $(STAMP)  ## ruff, and the layer rules of ARCHITECTURE.md (import-linter)
 	$(BIN)/ruff check openfl_like tests bench
