@@ -79,8 +79,10 @@ class _FarewellTracker:
 
     def handshake(self, collaborator: str, plan_digest: str,
                   plan_fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
-        reply = self.inner.handshake(collaborator, plan_digest, plan_fingerprint, sample_counts)
+                  sample_counts: Mapping[str, int] | None = None,
+                  contract_digest: str | None = None) -> HandshakeReply:
+        reply = self.inner.handshake(collaborator, plan_digest, plan_fingerprint, sample_counts,
+                                     contract_digest)
         if reply.done:
             self._told(collaborator)
         return reply

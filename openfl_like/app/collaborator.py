@@ -53,8 +53,9 @@ class GrpcAggregatorPort:
         self.client = client
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int]) -> HandshakeReply:
-        return self.client.handshake(plan_digest, fingerprint, sample_counts)
+                  sample_counts: Mapping[str, int], contract_digest: str = "") -> HandshakeReply:
+        return self.client.handshake(plan_digest, fingerprint, sample_counts,
+                                     contract_digest=contract_digest)
 
     def get_tasks(self) -> TasksReply:
         return self.client.get_tasks()
@@ -80,9 +81,9 @@ class StoppablePort:
         self.stop = stop
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int]) -> HandshakeReply:
+                  sample_counts: Mapping[str, int], contract_digest: str = "") -> HandshakeReply:
         with self.stop.interruptible():
-            return self.inner.handshake(plan_digest, fingerprint, sample_counts)
+            return self.inner.handshake(plan_digest, fingerprint, sample_counts, contract_digest)
 
     def get_tasks(self) -> TasksReply:
         with self.stop.interruptible():
