@@ -174,6 +174,20 @@ def final_validation_metrics(history: Sequence[Mapping[str, Any]]) -> dict[str, 
     return {}
 
 
+def final_metric_line(final: Mapping[str, Any]) -> str:
+    """'final test accuracy: 0.9722' (test data), or the sites' validation mean without it."""
+    for prefix, what in (("test_", "final test"),
+                         ("valid_", "final validation")):
+        scores = {k[len(prefix):]: v for k, v in final.items()
+                  if k.startswith(prefix) and isinstance(v, float)}
+        if not scores:
+            continue
+        metric = "accuracy" if "accuracy" in scores else min(scores)
+        where = " (mean of the sites' validation)" if prefix == "valid_" else ""
+        return f"{what} {metric}{where}: {scores[metric]:.4f}"
+    return ""
+
+
 @dataclass
 class RunningAggregator:
     plan: Plan

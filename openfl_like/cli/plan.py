@@ -124,23 +124,11 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
     out.print(_metrics_table(result.history))
     out.print(f"outputs in {result.workspace.output_dir}; logs in {result.workspace.logs_dir}")
     out.print(f"federation finished in {result.seconds:.1f} s")
+    from openfl_like.app.aggregator import final_metric_line
+
     line = final_metric_line(result.final_metrics)
     if line:
         click.echo(line)
-
-
-def final_metric_line(final: dict[str, Any]) -> str:
-    """'final test accuracy: 0.9722' (test data), or the sites' validation mean without it."""
-    for prefix, what in (("test_", "final test"),
-                         ("valid_", "final validation")):
-        scores = {k[len(prefix):]: v for k, v in final.items()
-                  if k.startswith(prefix) and isinstance(v, float)}
-        if not scores:
-            continue
-        metric = "accuracy" if "accuracy" in scores else min(scores)
-        where = " (mean of the sites' validation)" if prefix == "valid_" else ""
-        return f"{what} {metric}{where}: {scores[metric]:.4f}"
-    return ""
 
 
 def _level_name(level: int) -> str:

@@ -13,12 +13,12 @@ import yaml
 
 from openfl_like.app.aggregator import (
     RunningAggregator,
+    final_metric_line,
     final_test_set,
     final_validation_metrics,
     uses_digits,
 )
 from openfl_like.app.common import Workspace, runner_params
-from openfl_like.cli.plan import final_metric_line
 from openfl_like.core.errors import PlanError
 from openfl_like.plan import plan_digest
 from openfl_like.plan.load import load_plan
