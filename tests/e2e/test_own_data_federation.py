@@ -111,3 +111,33 @@ def test_two_sites_on_their_own_csv_files_over_mtls(
     measured = evaluate_weights("numpy", final, x, y, **runner_params(loaded))["accuracy"]
     assert abs(measured - printed) < 0.00005, (measured, printed)
     assert re.search(r"finished: .*test_accuracy=", stdout), stdout
+
+
+@pytest.mark.timeout(240)
+def test_plan_run_with_data_yaml_paths_reports_the_sites_validation(
+    tmp_path: Path, procs: ProcessRegistry
+) -> None:
+    # Prepare: data.yaml names each site's description file; no test data anywhere.
+    columns, sites, _ = breast_cancer_files(tmp_path / "hosts")
+    plan = copy_plan("numpy_digits", tmp_path / "plan", {
+        "aggregator.rounds_to_train": ROUNDS,
+        "data_contract": {"features": [len(columns)], "classes": CLASSES,
+                          "columns": columns, "label_column": "diagnosis"},
+    }, collaborators=("col1", "col2"))
+    (plan / "data.yaml").write_text(yaml.safe_dump({n: str(d) for n, d in sites.items()}))
+    workspace = tmp_path / "ws"
+
+    # Execute
+    run = procs.start("plan", "run", plan, "--pki-dir", tmp_path / "pki", "--workspace",
+                      workspace, "--port", str(free_port()), name="plan-run", cwd=tmp_path)
+    run.wait_ok(180)
+
+    # Assert: the closing line is the sites' sample-weighted validation of the final model.
+    last = run.stdout.text().rstrip().splitlines()[-1]
+    match = re.fullmatch(r"final validation accuracy \(mean of the sites' validation\): "
+                         r"(\d\.\d{4})", last)
+    assert match, run.output()
+    history = yaml.safe_load((outputs_dir(workspace) / "metrics.json").read_text())
+    expected = history[-1]["metrics"]["aggregated_model_validation"]["accuracy"]
+    assert float(match.group(1)) == pytest.approx(expected, abs=5e-5) and expected >= 0.85
+    assert not FINAL_ACCURACY.search(run.stdout.text())
