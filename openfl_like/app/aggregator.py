@@ -23,7 +23,7 @@ from openfl_like.app.common import Workspace, runner_params
 from openfl_like.app.exports import fault_hook_from_env, write_checksums
 from openfl_like.app.locks import ProcessLock, aggregator_lock
 from openfl_like.app.settings import transport_settings
-from openfl_like.core.errors import FederationError
+from openfl_like.core.errors import ConfigError, FederationError
 from openfl_like.core.fsutil import atomic_write, replace_derived
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import (
@@ -276,16 +276,26 @@ class RunningAggregator:
         params = runner_params(plan, allow_custom=self.allow_custom)
         final = self.aggregator.weights()
         metrics: dict[str, Any] = {"rounds": plan.aggregator.rounds_to_train}
+        tested = False
         if plan.task_runner.name == "noop":
-            pass
+            tested = True
         elif plan.aggregator.test_data or uses_digits(plan):
             x_test, y_test, where = final_test_set(plan)
-            scores = evaluate_weights(plan.task_runner.name, final, x_test, y_test, **params)
-            metrics.update({f"test_{k}": v for k, v in scores.items()})
-            metrics["test_samples"] = len(y_test)
-            log.info("final model on %s: %s", where,
-                     ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-        else:
+            try:
+                scores = evaluate_weights(plan.task_runner.name, final, x_test, y_test, **params)
+            except ConfigError as exc:
+                if plan.aggregator.test_data:
+                    raise
+                # sites that brought their own data (--data) to a plan without a contract
+                log.warning("the digits test set does not fit the final model (%s); reporting "
+                            "the sites' validation instead", exc.message)
+            else:
+                tested = True
+                metrics.update({f"test_{k}": v for k, v in scores.items()})
+                metrics["test_samples"] = len(y_test)
+                log.info("final model on %s: %s", where,
+                         ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        if not tested:
             valid = final_validation_metrics(self.aggregator.history)
             metrics.update({f"valid_{k}": v for k, v in valid.items()})
             log.info("no test data: final model on the sites' validation data (sample-weighted "

@@ -111,3 +111,13 @@ def test_final_validation_metrics_take_the_last_round_that_has_them() -> None:
     assert final_validation_metrics(HISTORY) == {"accuracy": 0.93, "loss": 0.3}
     assert final_validation_metrics([]) == {}
     assert np.isclose(final_validation_metrics(HISTORY[:1])["accuracy"], 0.5)
+
+
+def test_a_model_not_fitting_the_digits_falls_back_to_the_sites_validation(
+        tmp_path: Path) -> None:
+    # A plan without a contract whose sites brought 3-feature data with --data.
+    running = _running(make_plan(tmp_path, contract=False), tmp_path)
+    weights = initial_weights("numpy", seed=0, input_dim=3, num_classes=2)
+    running.aggregator.weights = lambda: weights  # type: ignore[method-assign]
+    metrics = running.finish()
+    assert "test_accuracy" not in metrics and metrics["valid_accuracy"] == 0.93
