@@ -209,8 +209,8 @@ class TimingPort:
         self.calls = calls
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int]) -> HandshakeReply:
-        return self.inner.handshake(plan_digest, fingerprint, sample_counts)
+                  sample_counts: Mapping[str, int], contract_digest: str = "") -> HandshakeReply:
+        return self.inner.handshake(plan_digest, fingerprint, sample_counts, contract_digest)
 
     def get_tasks(self) -> TasksReply:
         reply = self.inner.get_tasks()

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from openfl_like.app.common import Workspace, runner_params
 from openfl_like.app.exports import fault_hook_from_env, write_checksums
 from openfl_like.app.locks import ProcessLock, aggregator_lock
 from openfl_like.app.settings import transport_settings
-from openfl_like.core.errors import FederationError
+from openfl_like.core.errors import ConfigError, FederationError
 from openfl_like.core.fsutil import atomic_write, replace_derived
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import (
@@ -79,8 +81,10 @@ class _FarewellTracker:
 
     def handshake(self, collaborator: str, plan_digest: str,
                   plan_fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
-        reply = self.inner.handshake(collaborator, plan_digest, plan_fingerprint, sample_counts)
+                  sample_counts: Mapping[str, int] | None = None,
+                  contract_digest: str | None = None) -> HandshakeReply:
+        reply = self.inner.handshake(collaborator, plan_digest, plan_fingerprint, sample_counts,
+                                     contract_digest)
         if reply.done:
             self._told(collaborator)
         return reply
@@ -131,6 +135,57 @@ class _FarewellTracker:
         with self._lock:
             told = set(self.told_done)
         return self.inner.awaiting_farewell(told)
+
+
+def uses_digits(plan: Plan) -> bool:
+    """The plan trains on the built-in digits: no data contract and only shard indices."""
+    return plan.data_contract is None and plan.data.loader == "digits" and all(
+        isinstance(ref, int) for ref in plan.shards.values())
+
+
+def final_test_set(plan: Plan) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x, y, what) of the aggregator's held-out test data: ``aggregator.test_data`` (every
+    sample of it, train and valid parts alike) or the digits test split."""
+    if plan.aggregator.test_data:
+        from openfl_like.app.data import load_site_data
+        from openfl_like.plan.local_data import load_local_data_spec
+
+        path = Path(plan.aggregator.test_data).expanduser()
+        if not path.is_absolute():
+            path = plan.plan_dir / path
+        data = load_site_data(plan, load_local_data_spec(path))
+        x = np.concatenate([data.x_train, data.x_valid])
+        y = np.concatenate([data.y_train, data.y_valid])
+        return x, y, f"the test data {data.source}"
+    from openfl_like.data.digits import load_digits_test_set
+
+    x_test, y_test = load_digits_test_set(seed=plan.data.seed,
+                                          test_fraction=plan.data.test_fraction)
+    return x_test, y_test, "the held-out test set"
+
+
+def final_validation_metrics(history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The sites' validation of the final model: the last round's aggregated_model_validation
+    metrics (already sample-weighted means over the sites); {} when there are none."""
+    for record in reversed(history):
+        found = (record.get("metrics") or {}).get("aggregated_model_validation")
+        if found:
+            return {k: float(v) for k, v in found.items()}
+    return {}
+
+
+def final_metric_line(final: Mapping[str, Any]) -> str:
+    """'final test accuracy: 0.9722' (test data), or the sites' validation mean without it."""
+    for prefix, what in (("test_", "final test"),
+                         ("valid_", "final validation")):
+        scores = {k[len(prefix):]: v for k, v in final.items()
+                  if k.startswith(prefix) and isinstance(v, float)}
+        if not scores:
+            continue
+        metric = "accuracy" if "accuracy" in scores else min(scores)
+        where = " (mean of the sites' validation)" if prefix == "valid_" else ""
+        return f"{what} {metric}{where}: {scores[metric]:.4f}"
+    return ""
 
 
 @dataclass
@@ -211,22 +266,40 @@ class RunningAggregator:
         return {"stopped": True}
 
     def finish(self) -> dict[str, Any]:
-        """Evaluate the final model on the held-out test set and export the models."""
+        """Evaluate the final model and export the models.
+
+        On ``aggregator.test_data`` when the plan names it (``test_*`` metrics); on the digits
+        test set for a digits plan; otherwise the final metrics are the sites' validation of the
+        final model, sample-weighted (``valid_*``, from the history).
+        """
         plan = self.plan
         params = runner_params(plan, allow_custom=self.allow_custom)
         final = self.aggregator.weights()
         metrics: dict[str, Any] = {"rounds": plan.aggregator.rounds_to_train}
-        if plan.task_runner.name != "noop":
-            from openfl_like.data.digits import load_digits_test_set
-
-            x_test, y_test = load_digits_test_set(
-                seed=plan.data.seed, test_fraction=plan.data.test_fraction
-            )
-            scores = evaluate_weights(plan.task_runner.name, final, x_test, y_test, **params)
-            metrics.update({f"test_{k}": v for k, v in scores.items()})
-            metrics["test_samples"] = len(y_test)
-            log.info("final model on the held-out test set: %s",
-                     ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        tested = False
+        if plan.task_runner.name == "noop":
+            tested = True
+        elif plan.aggregator.test_data or uses_digits(plan):
+            x_test, y_test, where = final_test_set(plan)
+            try:
+                scores = evaluate_weights(plan.task_runner.name, final, x_test, y_test, **params)
+            except ConfigError as exc:
+                if plan.aggregator.test_data:
+                    raise
+                # sites that brought their own data (--data) to a plan without a contract
+                log.warning("the digits test set does not fit the final model (%s); reporting "
+                            "the sites' validation instead", exc.message)
+            else:
+                tested = True
+                metrics.update({f"test_{k}": v for k, v in scores.items()})
+                metrics["test_samples"] = len(y_test)
+                log.info("final model on %s: %s", where,
+                         ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        if not tested:
+            valid = final_validation_metrics(self.aggregator.history)
+            metrics.update({f"valid_{k}": v for k, v in valid.items()})
+            log.info("no test data: final model on the sites' validation data (sample-weighted "
+                     "mean): %s", ", ".join(f"{k}={v:.4f}" for k, v in valid.items()))
         out = self.workspace.output_dir
         name = plan.task_runner.name
         if save_native_model(name, final, out / "final_model.keras", **params) is not None:
@@ -274,6 +347,8 @@ def start_aggregator(
 ) -> RunningAggregator:
     """Load or create the federation state and start serving it over gRPC."""
     limit_malloc_arenas()  # before TensorFlow or gRPC start threads (see transport.memory)
+    if plan.aggregator.test_data:
+        final_test_set(plan)  # read and check it now: a bad file fails the start, not the end
     ws = Workspace.for_plan(plan, workspace)
     lock = aggregator_lock(ws).acquire()
     try:

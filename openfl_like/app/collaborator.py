@@ -53,8 +53,9 @@ class GrpcAggregatorPort:
         self.client = client
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int]) -> HandshakeReply:
-        return self.client.handshake(plan_digest, fingerprint, sample_counts)
+                  sample_counts: Mapping[str, int], contract_digest: str = "") -> HandshakeReply:
+        return self.client.handshake(plan_digest, fingerprint, sample_counts,
+                                     contract_digest=contract_digest)
 
     def get_tasks(self) -> TasksReply:
         return self.client.get_tasks()
@@ -80,9 +81,9 @@ class StoppablePort:
         self.stop = stop
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int]) -> HandshakeReply:
+                  sample_counts: Mapping[str, int], contract_digest: str = "") -> HandshakeReply:
         with self.stop.interruptible():
-            return self.inner.handshake(plan_digest, fingerprint, sample_counts)
+            return self.inner.handshake(plan_digest, fingerprint, sample_counts, contract_digest)
 
     def get_tasks(self) -> TasksReply:
         with self.stop.interruptible():
@@ -125,15 +126,39 @@ class StoppableRunner:
         return self.inner.sample_counts()
 
 
-def build_runner(plan: Plan, name: str, *, allow_custom: bool = False) -> TaskRunner:
-    """The collaborator's runner on its own shard of the plan's data."""
+def site_data_file(plan: Plan, name: str, data_file: str | Path | None = None) -> Path | None:
+    """The site's data description: ``data_file`` (``--data``), else a data.yaml entry that is
+    a path (relative to the plan folder); None when data.yaml gives a digits shard index."""
+    if data_file is not None:
+        return Path(data_file).expanduser()
+    ref = plan.shard_for(name)
+    if isinstance(ref, int):
+        return None
+    path = Path(ref).expanduser()
+    return path if path.is_absolute() else plan.plan_dir / path
+
+
+def build_runner(plan: Plan, name: str, *, allow_custom: bool = False,
+                 data_file: str | Path | None = None) -> TaskRunner:
+    """The collaborator's runner on its own data: the site's data description (``data_file``
+    or a data.yaml path), checked against the plan's contract, or a digits shard index."""
     params = runner_params(plan, allow_custom=allow_custom)
-    if plan.task_runner.name == "noop":
+    if plan.task_runner.name == "noop" and data_file is None:
         return create_runner("noop", None, seed=plan.data.seed, **params)
+    described = site_data_file(plan, name, data_file)
+    if described is not None:
+        from openfl_like.app.data import load_site_data
+        from openfl_like.plan.local_data import load_local_data_spec
+
+        dataset = load_site_data(plan, load_local_data_spec(described))
+        log.info("%s: %s (%d train, %d valid samples)", name, dataset.source,
+                 dataset.num_train, dataset.num_valid)
+        return create_runner(plan.task_runner.name, dataset, seed=plan.data.seed, **params)
     shard_ref = plan.shard_for(name)
-    if not isinstance(shard_ref, int):
-        raise PlanError(f"data.yaml: {name}: shard files are not supported by the "
-                        f"{plan.data.loader!r} loader; give a shard index")
+    assert isinstance(shard_ref, int)
+    if plan.data.loader != "digits":
+        raise PlanError(f"data.yaml: {name}: a shard index needs the digits loader, not "
+                        f"{plan.data.loader!r}; give a data description file")
     from openfl_like.data.digits import load_digits_shard
 
     num_shards = plan.data.num_shards or len(plan.collaborators)
@@ -156,11 +181,13 @@ def run_collaborator(
     workspace: str | Path | None = None,
     allow_custom: bool = False,
     handle_signals: bool = False,
+    data_file: str | Path | None = None,
 ) -> CollaboratorSummary:
     """Join the federation as ``name`` and work until it ends.
 
     ``handle_signals`` (main thread only): a terminating signal stops it gracefully (module
-    docstring) and raises ``StoppedBySignal``.
+    docstring) and raises ``StoppedBySignal``. ``data_file``: this site's data description
+    (default: the collaborator's data.yaml entry).
     """
     check_name(name, "collaborator name")
     if name not in plan.collaborators:
@@ -179,6 +206,8 @@ def run_collaborator(
     signals = TERMINATING_SIGNALS if handle_signals else ()
     with (ProcessLock(ws.locks_dir / f"collaborator-{name}.lock", f"collaborator {name!r}"),
           SignalStop(signals, on_stop=on_stop) as stop):
+        # The site's data first: a mismatch with the contract is refused before any network.
+        runner = build_runner(plan, name, allow_custom=allow_custom, data_file=data_file)
         settings = transport_settings(plan)
         if aggregator_address:
             host, port = parse_address(aggregator_address)
@@ -188,7 +217,6 @@ def run_collaborator(
         if settings.tls:
             files = tls_files or TlsFiles.for_participant(pki, name)
             files.read()  # fail early, naming the missing file
-        runner = build_runner(plan, name, allow_custom=allow_custom)
         client = AggregatorGRPCClient(
             host=host, port=port, collaborator_name=name,
             aggregator_name=plan.aggregator.name, federation_uuid=plan.federation_uuid,

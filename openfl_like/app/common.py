@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,13 @@ from openfl_like.plan.schema import Plan
 def runner_params(plan: Plan, *, allow_custom: bool = False) -> dict[str, Any]:
     """The runner's keyword settings from the plan; custom objects only when both sides allow."""
     params: dict[str, Any] = dict(plan.task_runner.params)
+    contract = plan.data_contract
+    if plan.task_runner.name == "numpy" and contract is not None:
+        # The model's shape follows the contract on every site (params still override), so the
+        # aggregator's initial model fits every site's data without it seeing any.
+        params.setdefault("input_dim", int(math.prod(contract.features)))
+        if contract.label == "classes" and contract.classes:
+            params.setdefault("num_classes", len(contract.classes))
     if plan.task_runner.name == "keras":
         params["allow_custom"] = bool(allow_custom and plan.task_runner.allow_custom_objects)
         params["plan_dir"] = str(plan.plan_dir)  # a `model` file is relative to the plan

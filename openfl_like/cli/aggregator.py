@@ -39,7 +39,7 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
     The aggregator's certificate and key come from the PKI store under the plan's aggregator
     name (aggregator.name, default 'aggregator').
     """
-    from openfl_like.app.aggregator import start_aggregator
+    from openfl_like.app.aggregator import final_metric_line, start_aggregator
     from openfl_like.app.signals import SignalStop
     from openfl_like.plan.load import load_plan
 
@@ -55,6 +55,9 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
         return
     summary = ", ".join(f"{k}={v:.4f}" for k, v in final.items() if isinstance(v, float))
     click.echo(f"federation {plan.federation.name} finished: {summary or 'no test metrics'}")
+    line = final_metric_line(final)
+    if line:
+        click.echo(line)
 
 
 @aggregator.command("status")

@@ -31,14 +31,19 @@ def collaborator() -> None:
               help="Private key file (default: private/NAME.key in the PKI store).")
 @click.option("--ca-bundle", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="CA bundle to trust (default: ca/ca-bundle.pem in the PKI store).")
+@click.option("--data", "data_file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None,
+              help="This site's data description (YAML: loader and params; stays local). "
+              "Default: the collaborator's data.yaml entry (a shard index or such a file).")
 @allow_custom_option
 def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
           aggregator_address: str | None, cert: Path | None, key: Path | None,
-          ca_bundle: Path | None, allow_custom: bool) -> None:
+          ca_bundle: Path | None, data_file: Path | None, allow_custom: bool) -> None:
     """Join the federation, long-poll for tasks and run them until the federation ends.
 
     Exits 0 with a summary when the aggregator says the federation is over; exits non-zero with
-    one line when refused (unknown name, bad certificate, plan mismatch).
+    one line when refused (unknown name, bad certificate, plan mismatch, data that does not
+    match the plan's data_contract).
 
     SIGTERM, SIGHUP or Ctrl-C stop it gracefully: a wait for work ends at once, a task in
     progress finishes and its result is sent. It then exits 0 (being told to stop is not a
@@ -62,6 +67,7 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
         summary = run_collaborator(
             plan, name, pki=store, aggregator_address=aggregator_address, tls_files=files,
             workspace=workspace, allow_custom=allow_custom, handle_signals=True,
+            data_file=data_file,
         )
     except StoppedBySignal as exc:
         click.echo(f"collaborator {name} stopped by {exc.signum.name}; start it again to rejoin",

@@ -124,9 +124,11 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
     out.print(_metrics_table(result.history))
     out.print(f"outputs in {result.workspace.output_dir}; logs in {result.workspace.logs_dir}")
     out.print(f"federation finished in {result.seconds:.1f} s")
-    accuracy = result.final_metrics.get("test_accuracy")
-    if accuracy is not None:
-        click.echo(f"final test accuracy: {accuracy:.4f}")
+    from openfl_like.app.aggregator import final_metric_line
+
+    line = final_metric_line(result.final_metrics)
+    if line:
+        click.echo(line)
 
 
 def _level_name(level: int) -> str:

@@ -73,6 +73,7 @@ from openfl_like.federation.status_view import status_of
 from openfl_like.federation.tensorbuffer import INLINE_MAX_BYTES
 from openfl_like.federation.uploads import Stager
 from openfl_like.federation.validation import ModelSpec
+from openfl_like.plan.contract import contract_digest
 from openfl_like.plan.digest import describe_differences, plan_digest, plan_fingerprint
 from openfl_like.plan.schema import Plan
 
@@ -123,6 +124,7 @@ class Aggregator:
         self.name = plan.aggregator.name
         self._digest = plan_digest(plan)
         self._fingerprint = plan_fingerprint(plan)
+        self._contract_digest = contract_digest(plan.data_contract) if plan.data_contract else ""
         self._collaborators = frozenset(plan.collaborators)
         self._rounds = plan.aggregator.rounds_to_train
         self._store = StateStore(state_dir if state_dir is not None else plan.state_dir)
@@ -311,9 +313,16 @@ class Aggregator:
 
     def handshake(self, collaborator: str, plan_digest: str,
                   plan_fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
-        """Compare plans and record the collaborator's sample counts (``declarations``)."""
+                  sample_counts: Mapping[str, int] | None = None,
+                  contract_digest: str | None = None) -> HandshakeReply:
+        """Compare data contracts (``contract_digest``: '' for none; None: not sent) and plans,
+        and record the collaborator's sample counts (``declarations``)."""
         self._check_participant(collaborator)
+        if contract_digest is not None and contract_digest != self._contract_digest:
+            here = self._contract_digest[:12] or "(no contract)"
+            there = contract_digest[:12] or "(no contract)"
+            raise PlanMismatchError(
+                f"data contract differs: digest {here} here, {there} at {collaborator}")
         if plan_digest != self._digest:
             lines = describe_differences(self._fingerprint, plan_fingerprint,
                                          where=f"collaborator {collaborator}")

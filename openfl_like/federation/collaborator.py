@@ -28,6 +28,7 @@ from openfl_like.core.messages import (
     TaskSpec,
     TasksReply,
 )
+from openfl_like.plan.contract import contract_digest
 from openfl_like.plan.digest import plan_digest, plan_fingerprint
 from openfl_like.plan.schema import Plan
 from openfl_like.runners.base import TaskOutcome, TaskRunner
@@ -39,7 +40,8 @@ class AggregatorPort(Protocol):
     """What a collaborator needs from its connection to the aggregator."""
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int]) -> HandshakeReply: ...
+                  sample_counts: Mapping[str, int], contract_digest: str = "") -> HandshakeReply:
+        ...
 
     def get_tasks(self) -> TasksReply: ...
 
@@ -61,10 +63,13 @@ class CollaboratorSettings:
     epochs: int = 1
     batch_size: int = 32
     heartbeat_seconds: float = 0.0
+    contract_digest: str = ""  # of the plan's data_contract; '' without one
 
     @classmethod
     def from_plan(cls, plan: Plan) -> CollaboratorSettings:
+        contract = contract_digest(plan.data_contract) if plan.data_contract else ""
         return cls(plan_digest=plan_digest(plan), fingerprint=plan_fingerprint(plan),
+                   contract_digest=contract,
                    epochs=plan.collaborator.epochs, batch_size=plan.collaborator.batch_size,
                    heartbeat_seconds=plan.collaborator.heartbeat_seconds)
 
@@ -108,7 +113,8 @@ class Collaborator:
     def run(self) -> CollaboratorSummary:
         """Work until the federation ends; raises OpenflLikeError when refused or mismatched."""
         hello = self.port.handshake(self.settings.plan_digest, self.settings.fingerprint,
-                                    dict(self.runner.sample_counts()))
+                                    dict(self.runner.sample_counts()),
+                                    self.settings.contract_digest)
         log.info("%s joined at round %d of %d", self.name, hello.round_number, hello.rounds_total)
         if hello.failed:
             raise FederationError(f"the federation failed: {hello.failed}")

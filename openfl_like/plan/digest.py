@@ -2,8 +2,9 @@
 
 Sites compare fingerprints at the handshake, so a mismatch is reported as the settings that differ
 ("aggregator.rounds_to_train: 10 here, 5 at collaborator col2"), not as two unequal hashes.
-Site-local settings (where the aggregator listens, its workspace, output switches, transport
-tuning, the cols.yaml/data.yaml files) are left out: they may legitimately differ between hosts.
+Site-local settings (where the aggregator listens, its workspace, output switches, its test data,
+transport tuning, the cols.yaml/data.yaml files) are left out: they may legitimately differ between
+hosts.
 A model file the plan names (``task_runner.params.model``, relative to the plan folder) enters by
 its SHA-256: two sites with the same path but different initial models are told so by name.
 """
@@ -25,6 +26,7 @@ LOCAL_KEYS: tuple[str, ...] = (
     "aggregator.workspace",
     "aggregator.write_tensorboard",
     "aggregator.write_plot",
+    "aggregator.test_data",
     "collaborator.heartbeat_seconds",
     "network",
     "collaborators",

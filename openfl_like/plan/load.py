@@ -311,6 +311,7 @@ def _parse_aggregator(s: _Section) -> AggregatorSettings:
         best_model=best_model,
         write_tensorboard=s.boolean("write_tensorboard", d.write_tensorboard),
         write_plot=s.boolean("write_plot", d.write_plot),
+        test_data=d.test_data if s.get("test_data", None) is None else s.string("test_data"),
     )
     s.done()
     return result

@@ -51,6 +51,9 @@ class AggregatorSettings:
     best_model: BestModelSettings = field(default_factory=BestModelSettings)
     write_tensorboard: bool = True
     write_plot: bool = True
+    # The aggregator's held-out test data: a data description file (like a site's), relative to
+    # the plan folder; "" = none. Aggregator-local (not in the digest): sites need not have it.
+    test_data: str = ""
 
 
 @dataclass(frozen=True)

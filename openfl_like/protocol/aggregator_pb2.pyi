@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class HandshakeRequest(_message.Message):
-    __slots__ = ("header", "plan_digest", "plan_fingerprint", "sample_counts")
+    __slots__ = ("header", "plan_digest", "plan_fingerprint", "sample_counts", "contract_digest")
     class PlanFingerprintEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,11 +27,13 @@ class HandshakeRequest(_message.Message):
     PLAN_DIGEST_FIELD_NUMBER: _ClassVar[int]
     PLAN_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    CONTRACT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     header: _base_pb2.MessageHeader
     plan_digest: str
     plan_fingerprint: _containers.ScalarMap[str, str]
     sample_counts: _containers.ScalarMap[str, int]
-    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., plan_digest: _Optional[str] = ..., plan_fingerprint: _Optional[_Mapping[str, str]] = ..., sample_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    contract_digest: str
+    def __init__(self, header: _Optional[_Union[_base_pb2.MessageHeader, _Mapping]] = ..., plan_digest: _Optional[str] = ..., plan_fingerprint: _Optional[_Mapping[str, str]] = ..., sample_counts: _Optional[_Mapping[str, int]] = ..., contract_digest: _Optional[str] = ...) -> None: ...
 
 class HandshakeResponse(_message.Message):
     __slots__ = ("header", "round_number", "rounds_total", "done", "failed")

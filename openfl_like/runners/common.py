@@ -95,19 +95,43 @@ def check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
-def check_xy(x: np.ndarray, y: np.ndarray, *, input_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Features as float32 (n, input_dim) and labels as int64 (n,), or ConfigError."""
-    x = np.asarray(x, dtype=np.float32)
+TASKS = ("classification", "regression")
+
+
+def check_labels(y: np.ndarray, n: int, *, task: str = "classification") -> np.ndarray:
+    """Labels for ``n`` samples: int64 class indices (n,) for classification; finite float32
+    targets, (n,) or (n, ...), for regression. ConfigError otherwise."""
     y = np.asarray(y)
+    if task == "classification":
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(f"labels: expected {n} integer labels, got {y.dtype} {y.shape}")
+        return y.astype(np.int64, copy=False)
+    if task != "regression":
+        raise ConfigError(f"task: must be one of {', '.join(TASKS)}, got {task!r}")
+    if y.ndim == 0 or y.shape[0] != n or y.dtype == np.bool_ or not (
+        np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
+    ):
+        raise ConfigError(f"labels: expected {n} numeric targets, got {y.dtype} {y.shape}")
+    targets = y.astype(np.float32, copy=False)
+    if not np.isfinite(targets).all():
+        raise ConfigError("labels: regression targets must be finite numbers")
+    return targets
+
+
+def check_xy(
+    x: np.ndarray, y: np.ndarray, *, input_dim: int, task: str = "classification"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features as float32 (n, input_dim) and labels as ``check_labels`` gives them (int64
+    class indices, or float32 regression targets), or ConfigError."""
+    x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         x = x.reshape(x.shape[0], -1) if x.ndim > 2 else x
     if x.ndim != 2 or x.shape[1] != input_dim:
         raise ConfigError(f"features: expected shape (n, {input_dim}), got {x.shape}")
-    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise ConfigError(f"labels: expected {x.shape[0]} integer labels, got {y.dtype} {y.shape}")
+    y = check_labels(y, x.shape[0], task=task)
     if x.shape[0] == 0:
         raise ConfigError("cannot train or evaluate on an empty data set")
-    return x, y.astype(np.int64, copy=False)
+    return x, y
 
 
 def copy_weights(weights: Mapping[str, np.ndarray]) -> Weights:

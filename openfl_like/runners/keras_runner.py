@@ -37,6 +37,7 @@ from openfl_like.core.logging import get_logger
 from openfl_like.runners.base import TaskOutcome, Weights
 from openfl_like.runners.common import (
     ShardLike,
+    check_labels,
     check_positive_int,
     checked_weights,
     require_shard,
@@ -282,6 +283,8 @@ class KerasRunner:
         self._vars = dict(zip(self._names, self.model.weights, strict=True))
         self._templates = {name: _zeros_like_var(var) for name, var in self._vars.items()}
         self._input_shape, self._output_shape = _io_shapes(self.model, self.builder)
+        if shard is not None:
+            self._check_data_fits(shard)
         self._seed_vars = [
             v for v in self.model.variables if v.path.endswith("seed_generator_state")
         ]
@@ -389,6 +392,20 @@ class KerasRunner:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _check_data_fits(self, shard: ShardLike) -> None:
+        """At start-up: the site's samples must fit the model's input (one clear error)."""
+        for part in ("train", "valid"):
+            x = np.asarray(getattr(shard, f"x_{part}"))
+            sample = tuple(x.shape[1:])
+            if sample != self._input_shape and int(np.prod(sample)) != int(
+                np.prod(self._input_shape)
+            ):
+                raise ConfigError(
+                    f"data: x_{part} samples of shape ({', '.join(map(str, sample))}) do not "
+                    f"fit the input ({', '.join(map(str, self._input_shape))}) of the model "
+                    f"{self.builder}"
+                )
+
     def _check_x(self, x: np.ndarray) -> np.ndarray:
         """Features as float32 shaped like the model's input (flat rows are reshaped)."""
         x = np.asarray(x, dtype=np.float32)
@@ -409,11 +426,10 @@ class KerasRunner:
         if n == 0:
             raise ConfigError("cannot train or evaluate on an empty data set")
         if self.settings.sparse_labels:
-            if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-                raise ConfigError(f"labels: expected {n} integer labels, got {y.dtype} {y.shape}")
-            return x, y.astype(np.int64, copy=False)
-        if not np.issubdtype(y.dtype, np.number):
-            raise ConfigError(f"labels: expected numeric targets, got {y.dtype}")
+            return x, check_labels(y, n)
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ConfigError(f"labels: expected {n} targets, got {y.dtype} {y.shape}")
+        y = check_labels(y, n, task="regression")  # numeric and finite (one-hot targets too)
         want = (n, *self._output_shape)
         if y.shape != want and y.size == int(np.prod(want)):
             y = y.reshape(want)

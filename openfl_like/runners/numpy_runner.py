@@ -121,6 +121,13 @@ class NumpyRunner:
         )
         self.seed = int(seed)
         self.shard = shard
+        if shard is not None:
+            features = int(np.prod(np.asarray(shard.x_train).shape[1:]))
+            if features != self.spec.input_dim:
+                raise ConfigError(
+                    f"data: {features} features per sample, the model's input_dim is "
+                    f"{self.spec.input_dim} (set task_runner.params.input_dim or a data_contract)"
+                )
         init_rng = np.random.default_rng([self.seed, 0x1A17])
         self._w: Weights = {}
         for name, shape in self.spec.layer_shapes().items():

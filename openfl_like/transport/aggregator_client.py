@@ -227,10 +227,11 @@ class AggregatorGRPCClient:
     # -- RPCs ------------------------------------------------------------------------------
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
+                  sample_counts: Mapping[str, int] | None = None,
+                  contract_digest: str = "") -> HandshakeReply:
         request = pb.HandshakeRequest(
             header=self._header, plan_digest=plan_digest, plan_fingerprint=dict(fingerprint),
-            sample_counts=dict(sample_counts or {}),
+            sample_counts=dict(sample_counts or {}), contract_digest=contract_digest,
         )
         response = self._with_retry(
             "handshake",

@@ -112,7 +112,10 @@ class AggregatorGRPCServer:
         # Handlers whose get_tasks takes a ``wakeup`` park each poll on it (core.waiting).
         self._wakeable = "wakeup" in inspect.signature(handler.get_tasks).parameters
         # Handlers that take the collaborator's declared sample counts get them.
-        self._declares = "sample_counts" in inspect.signature(handler.handshake).parameters
+        shake = inspect.signature(handler.handshake).parameters
+        self._declares = "sample_counts" in shake
+        # Handlers that compare data contracts explicitly get the collaborator's digest.
+        self._contracts = "contract_digest" in shake
         self._tls_files = tls_files if self.settings.tls else None
         self.aggregator_name = aggregator_name
         self.federation_uuid = federation_uuid
@@ -218,14 +221,14 @@ class AggregatorGRPCServer:
     def Handshake(self, raw: bytes, context: grpc.ServicerContext) -> pb.HandshakeResponse:
         with translate_errors(context, "Handshake"):
             request, name, _ = self._authenticate("Handshake", raw, context)
+            extra: dict[str, Any] = {}
             if self._declares:
-                reply = self._handler.handshake(  # type: ignore[call-arg]
-                    name, request.plan_digest, dict(request.plan_fingerprint),
-                    sample_counts=dict(request.sample_counts))
-            else:
-                reply = self._handler.handshake(
-                    name, request.plan_digest, dict(request.plan_fingerprint)
-                )
+                extra["sample_counts"] = dict(request.sample_counts)
+            if self._contracts:
+                extra["contract_digest"] = request.contract_digest
+            reply = self._handler.handshake(
+                name, request.plan_digest, dict(request.plan_fingerprint), **extra
+            )
             return convert.handshake_to_pb(reply, self._reply_header(name))
 
     def Heartbeat(self, raw: bytes, context: grpc.ServicerContext) -> pb.HeartbeatResponse:

@@ -28,7 +28,10 @@ class AggregatorHandler(Protocol):
     def handshake(
         self, collaborator: str, plan_digest: str, plan_fingerprint: Mapping[str, str]
     ) -> HandshakeReply:
-        """Compare plans; raise PlanMismatchError naming the settings that differ."""
+        """Compare plans; raise PlanMismatchError naming the settings that differ.
+
+        A handler whose handshake also takes ``sample_counts`` and/or ``contract_digest``
+        (keywords) is given the collaborator's declared counts and data-contract digest."""
         ...
 
     def heartbeat(self, collaborator: str) -> HeartbeatReply: ...

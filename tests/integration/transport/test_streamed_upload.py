@@ -156,6 +156,22 @@ def test_a_result_claiming_more_samples_than_declared_is_refused(pki: Pki, feder
     assert agg.status()["collaborators"]["col-a"]["samples"] == {"train": 50, "valid": 20}
 
 
+def test_a_different_data_contract_is_refused_over_the_wire(pki: Pki, federation) -> None:
+    agg, port, _ = federation
+    client = _client(pki, port)
+    try:
+        with pytest.raises(Exception) as refused:
+            client.handshake(plan_digest(agg.plan), plan_fingerprint(agg.plan),
+                             {"train": 5, "valid": 5}, contract_digest="0123456789abcdef")
+        shake = client.handshake(plan_digest(agg.plan), plan_fingerprint(agg.plan),
+                                 {"train": 5, "valid": 5}, contract_digest="")
+    finally:
+        client.disconnect()
+    assert "data contract differs: digest (no contract) here, 0123456789ab at col-a" in str(
+        refused.value)
+    assert not shake.done
+
+
 def test_a_parked_poll_is_woken_by_the_close_and_freed_by_grpc_when_abandoned(
         pki: Pki, federation) -> None:
     # Prepare: col-a has delivered round 0 and parks; count the handler's entries.

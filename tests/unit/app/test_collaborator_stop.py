@@ -44,7 +44,7 @@ class FakePort:
         self.on_poll = on_poll
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int]) -> HandshakeReply:
+                  sample_counts: Mapping[str, int], contract_digest: str = "") -> HandshakeReply:
         return HandshakeReply(round_number=0, rounds_total=3)
 
     def get_tasks(self) -> TasksReply:

@@ -120,8 +120,10 @@ class InMemoryPort:
         self.aggregator, self.name, self.wait_seconds = aggregator, name, wait_seconds
 
     def handshake(self, plan_digest: str, fingerprint: Mapping[str, str],
-                  sample_counts: Mapping[str, int] | None = None) -> HandshakeReply:
-        return self.aggregator.handshake(self.name, plan_digest, fingerprint, sample_counts)
+                  sample_counts: Mapping[str, int] | None = None,
+                  contract_digest: str = "") -> HandshakeReply:
+        return self.aggregator.handshake(self.name, plan_digest, fingerprint, sample_counts,
+                                         contract_digest)
 
     def get_tasks(self) -> TasksReply:
         return self.aggregator.get_tasks(self.name, self.wait_seconds)

@@ -170,3 +170,24 @@ def test_final_model_keeps_the_user_architecture_and_weights(tmp_path) -> None:
     assert kr.load_keras_weights(out).keys() == trained.keys()
     for name, value in kr.load_keras_weights(out).items():
         np.testing.assert_array_equal(value, trained[name])
+
+
+def test_site_data_not_fitting_the_model_input_is_refused_at_start(tmp_path) -> None:
+    path = _save(_classifier(width=6), tmp_path / "clf.keras")
+    with pytest.raises(ConfigError, match=r"x_train samples of shape \(5\) do not fit the input "
+                                          r"\(6\) of the model"):
+        kr.KerasRunner(_shard(width=5, classes=3), model=str(path))
+
+
+def test_regression_targets_must_be_finite_and_classification_integer(tmp_path) -> None:
+    path = _save(_regressor(width=5), tmp_path / "reg.keras")
+    shard = _shard(width=5, classes=None)
+    runner = kr.KerasRunner(shard, model=str(path), task="regression")
+    bad = shard.y_valid.copy()
+    bad[0] = np.nan
+    with pytest.raises(ConfigError, match="finite"):
+        runner.evaluate_arrays(shard.x_valid, bad)
+    clf = kr.KerasRunner(_shard(width=6, classes=3), model=str(
+        _save(_classifier(width=6), tmp_path / "clf.keras")))
+    with pytest.raises(ConfigError, match="integer labels"):
+        clf.evaluate_arrays(np.zeros((2, 6), np.float32), np.array([0.5, 1.0]))
