@@ -118,3 +118,13 @@ def save_native_model(
         return None
     saved: Path = cls.from_weights(weights, **params).save(path)
     return saved
+
+
+def load_native_model(name: str, path: str | os.PathLike[str]) -> Any:
+    """A model file in the runner's own format as the framework's object (a ``keras.Model``
+    for Keras, checked and loaded in safe mode); None when the runner has no such format."""
+    if name != "keras":
+        return None
+    from openfl_like.runners.keras_runner import load_model_file  # the lazy gate to TensorFlow
+
+    return load_model_file(Path(path))
