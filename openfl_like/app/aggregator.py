@@ -130,11 +130,12 @@ class _FarewellTracker:
         with contextlib.suppress(OSError):
             replace_derived(self.record, text)
 
-    def not_yet_told(self) -> list[str]:
-        """Collaborators of the plan not told that the federation ended (nor dropped)."""
+    def not_yet_told(self, *, dropped_too: bool = False) -> list[str]:
+        """Collaborators of the plan not told that the federation ended (and not dropped,
+        unless ``dropped_too``)."""
         with self._lock:
             told = set(self.told_done)
-        return self.inner.awaiting_farewell(told)
+        return self.inner.awaiting_farewell(told, dropped_too=dropped_too)
 
 
 def uses_digits(plan: Plan) -> bool:
@@ -309,23 +310,31 @@ class RunningAggregator:
         return metrics
 
     def _say_farewell(self) -> None:
-        """Keep answering until every collaborator of the plan has heard that it is over (or
-        was dropped: revoked, or silent for the liveness timeout), so none waits in vain."""
+        """Keep answering until every collaborator of the plan has heard that it is over, so
+        none waits in vain. One that was dropped (revoked, or silent for the liveness timeout)
+        is not waited for beyond a grace that outlasts a client's reconnect backoff: after a
+        restart, a collaborator still backing off from the outage must get through."""
         tracker = self._tracker
         if tracker is None:
             return
+        started = time.monotonic()
         liveness = self.plan.stragglers.liveness_timeout_seconds
-        end = time.monotonic() + max(FAREWELL_SECONDS, liveness + FAREWELL_SECONDS)
-        waiting = tracker.not_yet_told()
-        if waiting:
-            log.info("waiting for %s to hear that the federation ended", ", ".join(waiting))
-        while waiting and time.monotonic() < end and not self.stop_requested.is_set():
+        backoff = transport_settings(self.plan).retry.max_backoff_seconds
+        grace_end = started + max(FAREWELL_SECONDS, 2 * backoff + 2)
+        end = max(grace_end, started + liveness + FAREWELL_SECONDS)
+        untold = tracker.not_yet_told(dropped_too=True)
+        if untold:
+            log.info("waiting for %s to hear that the federation ended", ", ".join(untold))
+        while untold and not self.stop_requested.is_set():
+            now = time.monotonic()
+            if now >= end or (now >= grace_end and not tracker.not_yet_told()):
+                break
             time.sleep(0.05)  # shutdown only; never on a round's path
             self._poll_revocations()
-            waiting = tracker.not_yet_told()
-        if waiting:
+            untold = tracker.not_yet_told(dropped_too=True)
+        if untold:
             log.warning("exiting without telling %s that the federation ended",
-                        ", ".join(waiting))
+                        ", ".join(untold))
 
     def stop(self, grace: float | None = 1.0) -> None:
         self.aggregator.begin_shutdown()

@@ -150,7 +150,8 @@ def build_runner(plan: Plan, name: str, *, allow_custom: bool = False,
         from openfl_like.app.data import load_site_data
         from openfl_like.plan.local_data import load_local_data_spec
 
-        dataset = load_site_data(plan, load_local_data_spec(described))
+        dataset = load_site_data(plan, load_local_data_spec(described),
+                                 allow_custom=allow_custom)
         log.info("%s: %s (%d train, %d valid samples)", name, dataset.source,
                  dataset.num_train, dataset.num_valid)
         return create_runner(plan.task_runner.name, dataset, seed=plan.data.seed, **params)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from openfl_like.cli.options import plan_dir_option
+from openfl_like.cli.options import allow_custom_option, plan_dir_option
 
 
 @click.group()
@@ -19,7 +19,8 @@ def data() -> None:
 @click.option("--data", "data_file", required=True,
               type=click.Path(path_type=Path, dir_okay=False),
               help="This site's data description (YAML: loader and params; stays local).")
-def check(plan_dir: Path, data_file: Path) -> None:
+@allow_custom_option
+def check(plan_dir: Path, data_file: Path, allow_custom: bool) -> None:
     """Load this site's data and check it against the plan's data_contract.
 
     Prints the sample counts, the feature shape and the training samples per class; a
@@ -27,7 +28,7 @@ def check(plan_dir: Path, data_file: Path) -> None:
     """
     from openfl_like.app.data import check_local_data
 
-    report = check_local_data(plan_dir, data_file)
+    report = check_local_data(plan_dir, data_file, allow_custom=allow_custom)
     ds = report.dataset
     click.echo(f"data: {ds.source} (loader {ds.loader})")
     click.echo(f"train samples: {ds.num_train}")

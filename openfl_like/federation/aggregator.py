@@ -34,6 +34,7 @@ from openfl_like.core.errors import (
     PermissionDeniedError,
     PlanMismatchError,
     ProtocolError,
+    UnavailableError,
 )
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import (
@@ -355,9 +356,8 @@ class Aggregator:
                               reason=f"federation failed: {self._live.state.failed}")
         if self._live.state.done:
             return TasksReply(PollStatus.DONE, r, reason="federation finished")
-        if self._live.stopped:
-            return TasksReply(PollStatus.WAIT, r, reason="the aggregator is stopping; "
-                              "come back later")
+        if self._live.stopped:  # retryable: the collaborator backs off instead of re-polling
+            raise UnavailableError("the aggregator is stopping; come back later")
         if not self._live.closing:
             pending = self._live.round.pending(collaborator)
             if pending:
@@ -438,12 +438,14 @@ class Aggregator:
         if dropped:
             self._closer.signal()
 
-    def awaiting_farewell(self, told: Iterable[str]) -> list[str]:
-        """Participants not yet told that the federation ended, and not dropped (lock taken)."""
+    def awaiting_farewell(self, told: Iterable[str], *, dropped_too: bool = False
+                          ) -> list[str]:
+        """Participants not yet told that the federation ended, and not dropped (unless
+        ``dropped_too``) (lock taken)."""
         told_set = set(told)
         with self._live.lock:
-            return sorted(c for c in self._collaborators
-                          if c not in told_set and c not in self._live.round.dropped)
+            return sorted(c for c in self._collaborators if c not in told_set
+                          and (dropped_too or c not in self._live.round.dropped))
 
     def status(self) -> Mapping[str, object]:
         with self._live.lock:

@@ -24,6 +24,7 @@ import yaml
 
 from openfl_like.core.errors import PlanError
 from openfl_like.plan.load import _Section
+from openfl_like.plan.registry import is_object_reference
 
 ParamValue = str | int | float | bool | list[str | int | float | bool]
 
@@ -75,6 +76,9 @@ def load_local_data_spec(path: str | Path) -> LocalDataSpec:
 def parse_local_data_spec(doc: object, *, source: Path, shown: str | None = None) -> LocalDataSpec:
     """Validate a parsed description; ``shown`` is the file name used in messages."""
     root = _Section(shown or str(source), "", doc)
+    raw_loader = root.raw.get("loader") if isinstance(root.raw, dict) else None
+    if is_object_reference(raw_loader):
+        return _custom_spec(root, str(raw_loader), source)
     loader = root.string("loader", choices=tuple(LOADER_PARAMS))
     params = root.section("params")
     kinds = LOADER_PARAMS[loader]
@@ -100,6 +104,23 @@ def parse_local_data_spec(doc: object, *, source: Path, shown: str | None = None
             raise params.error(key, f"is required for loader {loader!r}")
     if "valid_path" in values and "valid_fraction" in values:
         raise params.error("valid_fraction", "give valid_path or valid_fraction, not both")
+    params.seen.update(params.raw)
+    root.done()
+    return LocalDataSpec(loader=loader, params=MappingProxyType(values), source=source)
+
+
+def _custom_spec(root: _Section, loader: str, source: Path) -> LocalDataSpec:
+    """A ``module:attr`` loader: its params pass through as given (numbers, strings, booleans),
+    for the operator's own code to read. Importing it needs the plan's and the operator's
+    consent (``app.data``); naming it here imports nothing."""
+    params = root.section("params")
+    values: dict[str, object] = {}
+    for key, value in (params.raw or {}).items():
+        if not isinstance(value, (str, int, float, bool)) or isinstance(key, bool):
+            raise params.error(str(key), "a custom loader's params must be numbers, strings "
+                               f"or booleans (got {type(value).__name__})")
+        values[str(key)] = value
+    root.seen.add("loader")
     params.seen.update(params.raw)
     root.done()
     return LocalDataSpec(loader=loader, params=MappingProxyType(values), source=source)
