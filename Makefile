@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo demo-pki examples-data lint bench proto clean
+.PHONY: install test test-fast demo demo-director demo-pki examples-data lint bench proto clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test-fast: $(STAMP)  ## everything but the end-to-end tests
 
 demo: $(STAMP)  ## the main job: Keras CNN on digits, 3 collaborators, mutual TLS, 10 rounds
 	$(BIN)/fx plan run plans/keras_digits
+
+demo-director: $(STAMP)  ## a director, 3 envoys on digits shards, an experiment from the CLI (metrics stream)
+	$(BIN)/python plans/director_digits/demo.py
 
 demo-pki: $(STAMP)  ## only the PKI part: issue and verify a workspace's certificates
 	bash bench/demo_pki.sh

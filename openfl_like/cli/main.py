@@ -24,6 +24,13 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "collaborator": (
         "openfl_like.cli.collaborator", "collaborator", "Run a collaborator of a plan.",
     ),
+    "director": (
+        "openfl_like.cli.director", "director", "Run a director; list its envoys.",
+    ),
+    "experiment": (
+        "openfl_like.cli.experiment", "experiment",
+        "Submit experiments to a director, follow them, fetch models.",
+    ),
 }
 
 

@@ -31,8 +31,21 @@ def load_digits(params: Mapping[str, object], contract: ContractLike | None) -> 
                         (shard.x_valid, shard.y_valid), source=source, loader="digits")
 
 
+def load_digits_test(params: Mapping[str, object], contract: ContractLike | None) -> LocalDataset:
+    """The digits' held-out test split (a director's or aggregator's test data), in order: its
+    first half as the "train" part, the rest as "valid" (a test set is read as both together)."""
+    from openfl_like.data.digits import load_digits_test_set
+
+    options = {k: params[k] for k in ("seed", "test_fraction") if k in params}
+    x, y = load_digits_test_set(**options)  # type: ignore[arg-type]
+    half = len(y) // 2
+    return make_dataset(params, (x[:half], y[:half]), (x[half:], y[half:]),
+                        source="the digits held-out test split", loader="digits_test")
+
+
 LOADERS: Mapping[str, Loader] = MappingProxyType({
     "digits": load_digits,
+    "digits_test": load_digits_test,
     "npz": load_npz,
     "csv": load_csv,
     "image_folder": load_image_folder,

@@ -32,6 +32,7 @@ ParamValue = str | int | float | bool | list[str | int | float | bool]
 LOADER_PARAMS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "digits": {"shard": "int", "num_shards": "int", "seed": "int", "test_fraction": "fraction",
                "valid_fraction": "fraction", "method": "str"},
+    "digits_test": {"seed": "int", "test_fraction": "fraction"},
     "npz": {"path": "path", "x_key": "str", "y_key": "str", "x_valid_key": "str",
             "y_valid_key": "str", "valid_path": "path", "valid_fraction": "fraction",
             "seed": "int"},
@@ -42,6 +43,7 @@ LOADER_PARAMS: Mapping[str, Mapping[str, str]] = MappingProxyType({
 })
 REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "digits": ("shard", "num_shards"),
+    "digits_test": (),
     "npz": ("path",),
     "csv": ("path",),
     "image_folder": ("path",),

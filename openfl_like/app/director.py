@@ -1,0 +1,78 @@
+"""Composition root of the director: its config + PKI -> director logic behind a gRPC server.
+
+``start_director`` returns a ``RunningDirector`` serving `DirectorGRPCServer` over mutual TLS with
+the director's certificate (CN = ``director.name``); ``run()`` blocks until ``stop_requested`` is
+set (SIGTERM/SIGINT in `fx director start`), then stops gracefully: envoys are told by a
+broadcast, experiments' aggregators save their state (a restart resumes them), the registry is
+closed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openfl_like.app.settings import transport_mapping
+from openfl_like.core.errors import AuthError
+from openfl_like.core.logging import get_logger
+from openfl_like.director.director import Director
+from openfl_like.pki import PkiStore
+from openfl_like.plan.director_config import DirectorConfig
+from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.director_server import DirectorGRPCServer
+from openfl_like.transport.server import RunningServer
+from openfl_like.transport.settings import TransportSettings
+
+log = get_logger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class RunningDirector:
+    director: Director
+    server: RunningServer
+    config: DirectorConfig
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def run(self) -> None:
+        """Serve until ``stop_requested`` is set, then stop gracefully."""
+        self.stop_requested.wait()
+        self.stop()
+
+    def stop(self) -> None:
+        log.info("director %s stopping: telling the envoys, saving experiments", self.config.name)
+        self.director.stop()
+        self.server.stop(SHUTDOWN_GRACE_SECONDS)
+
+
+def start_director(config: DirectorConfig, *, pki: PkiStore, host: str | None = None,
+                   port: int | None = None) -> RunningDirector:
+    """Open the registry, resume the experiments that were running, and start serving."""
+    settings = TransportSettings.from_mapping(transport_mapping(config.network))
+    tls_files = None
+    if settings.tls:
+        tls_files = TlsFiles.for_participant(pki, config.name)
+        tls_files.read()  # fail early, naming the missing file
+    elif tls_files is None and settings.tls:
+        raise AuthError("mutual TLS is on: the director needs its certificate")
+    director = Director(config, pki_dir=Path(pki.root))
+    server = DirectorGRPCServer(
+        director, director_name=config.name, federation_uuid=config.federation,
+        tls_files=tls_files, settings=settings, max_package_bytes=config.max_package_bytes,
+    )
+    running = server.start(host=host or config.host,
+                           port=config.port if port is None else port)
+    try:
+        director.start()
+    except BaseException:
+        running.stop(None)
+        raise
+    log.info("director %s serving on %s (workspace %s)", config.name, running.address,
+             config.workspace)
+    return RunningDirector(director=director, server=running, config=config)
