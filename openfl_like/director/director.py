@@ -131,7 +131,7 @@ class Director(EnvoyDesk):
                                   "choose another name")
             self._receiving.add(name)
         try:
-            return self._intake(experimenter, name, submission.kind, files)
+            return self._intake(experimenter, name, ExperimentKind(submission.kind), files)
         finally:
             with self._intake_lock:
                 self._receiving.discard(name)

@@ -248,3 +248,27 @@ def test_restart_relaunches_a_running_experiment_on_the_same_port(tmp_path: Path
         assert second.registry.experiment("exp1").state is ExperimentState.RUNNING
     finally:
         second.stop(grace=1.0)
+
+
+def test_validate_experiment_plan_has_no_training_round(director: Director,
+                                                         fake_launcher: FakeLauncher) -> None:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, w=np.zeros((4, 2), np.float32))
+    director.set_new_experiment("alice", Submission("val1", ExperimentKind.VALIDATE, 100),
+                                package(plan_doc(), model_npz=buffer.getvalue()))
+    handle = fake_launcher.wait_for(1)[0]
+    assert load_plan(handle.spec.plan_dir).aggregator.rounds_to_train == 0
+    assert (handle.spec.plan_dir / "model.npz").is_file()
+    handle.callbacks.on_event({"type": "round", "round": 0, "metrics": {
+        "aggregated_model_validation": {"accuracy": 0.6}}, "per_collaborator": {
+        "site_a": {"aggregated_model_validation": {"accuracy": 0.5, "data_size": 10.0}},
+        "site_b": {"aggregated_model_validation": {"accuracy": 0.7, "data_size": 10.0}}}})
+    status = director.experiment_status("alice", "val1")
+    assert status["rounds_total"] == 0
+    assert status["validation"]["weighted"] == {"accuracy": 0.6}
+    assert status["validation"]["per_envoy"]["site_b"]["accuracy"] == 0.7
+    assert director.describe_experiment("alice", "val1")["plan"]["model_file"] == "model.npz"
