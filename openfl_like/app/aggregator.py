@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,35 @@ FAREWELL_SECONDS = 10.0
 FAREWELL_RECORD = "farewell.json"  # in the state folder: who has heard that it is over
 # SIGTERM: how long in-flight uploads and a running round close get before the process exits.
 SHUTDOWN_GRACE_SECONDS = 5.0
+
+# What the aggregator tells a supervisor (a director), one JSON object per event:
+#   {"type": "listening", "port": P, "federation_uuid": U}    serving
+#   {"type": "round", "round": R, "metrics": {task: {..}}, "per_collaborator": {..}, ...}
+#   {"type": "final", "metrics": {..}}    finished; {"type": "failed", "reason": "..."}
+#   {"type": "stopped"}    stopped on request with the state saved (a restart resumes it)
+EventSink = Callable[[Mapping[str, Any]], None]
+
+
+def events_to_fd(fd: int) -> EventSink:
+    """An EventSink writing JSON lines to the file descriptor ``fd`` (flushed per event).
+    A reader that went away is logged once and then ignored: the federation goes on."""
+    stream = os.fdopen(fd, "w", encoding="utf-8")
+    lock = threading.Lock()
+    broken: list[bool] = []
+
+    def write(event: Mapping[str, Any]) -> None:
+        line = json.dumps(dict(event), default=str) + "\n"
+        with lock:
+            if broken:
+                return
+            try:
+                stream.write(line)
+                stream.flush()
+            except (OSError, ValueError) as exc:
+                broken.append(True)
+                log.warning("events fd %d: cannot write (%s); no more events are sent", fd, exc)
+
+    return write
 
 
 class _FarewellTracker:
@@ -202,6 +232,16 @@ class RunningAggregator:
     final_metrics: dict[str, Any] = field(default_factory=dict)
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _revoked_seen: frozenset[str] = frozenset()
+    events: EventSink | None = None
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Tell the supervisor (if any); never raises."""
+        if self.events is None:
+            return
+        try:
+            self.events(event)
+        except Exception:
+            log.exception("the events sink failed")
 
     @property
     def port(self) -> int:
@@ -245,6 +285,7 @@ class RunningAggregator:
                     raise FederationError(f"federation not finished after {timeout} s")
             if self.aggregator.failed:
                 self.write_status()
+                self.emit({"type": "failed", "reason": self.aggregator.failed})
                 self._say_farewell()
                 raise FederationError(f"federation failed: {self.aggregator.failed}")
             if not self.aggregator.exported:  # the closer's attempt failed: once more, loudly
@@ -252,6 +293,7 @@ class RunningAggregator:
             self.final_metrics = self.finish()
             write_checksums(self.workspace.output_dir)
             self.write_status()
+            self.emit({"type": "final", "metrics": self.final_metrics})
             self._say_farewell()
             return self.final_metrics
         finally:
@@ -264,6 +306,7 @@ class RunningAggregator:
         self.server.stop(SHUTDOWN_GRACE_SECONDS)
         self.aggregator.stop(SHUTDOWN_GRACE_SECONDS)
         self.write_status(phase="stopped")
+        self.emit({"type": "stopped"})
         return {"stopped": True}
 
     def finish(self) -> dict[str, Any]:
@@ -353,8 +396,12 @@ def start_aggregator(
     host: str | None = None,
     port: int | None = None,
     allow_custom: bool = False,
+    events: EventSink | None = None,
 ) -> RunningAggregator:
-    """Load or create the federation state and start serving it over gRPC."""
+    """Load or create the federation state and start serving it over gRPC.
+
+    ``events`` is told when it listens, each closed round (its record), and how it ended.
+    """
     limit_malloc_arenas()  # before TensorFlow or gRPC start threads (see transport.memory)
     if plan.aggregator.test_data:
         final_test_set(plan)  # read and check it now: a bad file fails the start, not the end
@@ -373,7 +420,9 @@ def start_aggregator(
         # resident, through aggregation and on into later rounds (see transport.memory).
         aggregator = Aggregator(plan, initial_weights=initial, state_dir=ws.state_dir,
                                 output_dir=ws.output_dir, after_upload=release_free_heap_after,
-                                fault_hook=fault_hook_from_env())
+                                fault_hook=fault_hook_from_env(),
+                                on_round_closed=None if events is None else (
+                                    lambda record: events({"type": "round", **record})))
         tracker = _FarewellTracker(aggregator, ws.state_dir / FAREWELL_RECORD)
         grpc_server = AggregatorGRPCServer(
             tracker, aggregator_name=plan.aggregator.name,
@@ -392,6 +441,8 @@ def start_aggregator(
         raise
     handle = RunningAggregator(plan=plan, workspace=ws, aggregator=aggregator, server=running,
                                allow_custom=allow_custom, _tracker=tracker, _lock=lock,
-                               _grpc=grpc_server)
+                               _grpc=grpc_server, events=events)
     handle.write_status()
+    handle.emit({"type": "listening", "port": running.port,
+                 "federation_uuid": plan.federation_uuid})
     return handle

@@ -28,8 +28,11 @@ def aggregator() -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="TCP port (default: aggregator.port; 0 picks a free one).")
 @allow_custom_option
+@click.option("--events-fd", type=click.IntRange(0), default=None, hidden=True,
+              help="Write JSON lines (listening, each round, final) to this inherited file "
+                   "descriptor: how a director follows the aggregators it starts.")
 def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | None,
-          port: int | None, allow_custom: bool) -> None:
+          port: int | None, allow_custom: bool, events_fd: int | None) -> None:
     """Serve the federation over mutual TLS until its last round; resume saved state if any.
 
     SIGTERM, SIGHUP or Ctrl-C stops it gracefully: no new work, in-flight uploads get a few
@@ -39,13 +42,14 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
     The aggregator's certificate and key come from the PKI store under the plan's aggregator
     name (aggregator.name, default 'aggregator').
     """
-    from openfl_like.app.aggregator import final_metric_line, start_aggregator
+    from openfl_like.app.aggregator import events_to_fd, final_metric_line, start_aggregator
     from openfl_like.app.signals import SignalStop
     from openfl_like.plan.load import load_plan
 
     plan = load_plan(plan_dir)
+    events = events_to_fd(events_fd) if events_fd is not None else None
     running = start_aggregator(plan, pki=store, workspace=workspace, host=host, port=port,
-                               allow_custom=allow_custom)
+                               allow_custom=allow_custom, events=events)
     # SIGTERM/SIGHUP/SIGINT: a graceful stop (the run loop sees the event); a second: now.
     with SignalStop(on_stop=lambda _sig: running.stop_requested.set()):
         final = running.run()

@@ -120,6 +120,7 @@ class Aggregator:
         close_retry: CloseRetry | None = None,
         inline_max_bytes: int = INLINE_MAX_BYTES,
         start: bool = True,
+        on_round_closed: Callable[[Mapping[str, Any]], object] | None = None,
     ) -> None:
         self.plan = plan
         self.name = plan.aggregator.name
@@ -132,6 +133,9 @@ class Aggregator:
         self._models = ModelFiles(self._store, make_aggregation(plan.aggregation))
         self._declared = Declarations(self._store.root)
         self._disk_checked = 0.0
+        # Told each closed round's record (closer thread, after it is durable); e.g. a
+        # director's events pipe. Its failure is logged, never fails the federation.
+        self._on_round_closed = on_round_closed
         self.exported = False  # final exports written (the closer does it when the run ends)
         self._outputs = (
             OutputWriter(output_dir if output_dir is not None else plan.output_dir,
@@ -264,6 +268,12 @@ class Aggregator:
                 self._fault_hook(STEP_OUTPUTS, closed.record["round"])
             if self._outputs is not None:
                 self._outputs.round_closed(closed.record, closed.state.history)
+            if self._on_round_closed is not None:
+                try:
+                    self._on_round_closed(closed.record)
+                except Exception:
+                    log.exception("the round-closed callback failed (round %d)",
+                                  closed.record["round"])
             if closed.state.done:
                 self.export_final()
         finally:

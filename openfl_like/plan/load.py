@@ -185,6 +185,9 @@ def parse_plan(plan_doc: object, cols_doc: object, data_doc: object, *, plan_dir
     data = _parse_data(root.section("data"))
     task_runner = _parse_task_runner(root.section("task_runner"))
     tasks = _parse_tasks(root)
+    if aggregator.rounds_to_train == 0 and TaskKind.VALIDATE_GLOBAL not in tasks:
+        raise PlanError(f"{PLAN_FILE}: aggregator.rounds_to_train: must be > 0 (got 0; 0 means "
+                        f"validation only and needs the task {TaskKind.VALIDATE_GLOBAL.value})")
     assigner = _parse_assigner(root.section("assigner"))
     aggregation = _parse_aggregation(root.section("aggregation"))
     stragglers = _parse_stragglers(root.section("stragglers"), len(collaborators))
@@ -305,8 +308,8 @@ def _parse_aggregator(s: _Section) -> AggregatorSettings:
         name=name,
         host=s.string("host", d.host),
         port=s.integer("port", d.port, minimum=0, maximum=65535),
-        rounds_to_train=s.integer("rounds_to_train", d.rounds_to_train, minimum=0,
-                                  exclusive_min=True),
+        # 0: validation only (round 0 is the final round; needs aggregated_model_validation)
+        rounds_to_train=s.integer("rounds_to_train", d.rounds_to_train, minimum=0),
         workspace=s.string("workspace", d.workspace),
         best_model=best_model,
         write_tensorboard=s.boolean("write_tensorboard", d.write_tensorboard),

@@ -45,6 +45,14 @@ def test_ready_plans_load(name: str) -> None:
     assert len(plan.federation_uuid) == 36
 
 
+def test_zero_rounds_means_validation_only(tmp_path: Path) -> None:
+    # Prepare / Execute: a director's validate experiment (round 0 is the final round).
+    plan = load_plan(_write(tmp_path, {"aggregator": {"rounds_to_train": 0}}))
+    # Assert
+    assert plan.aggregator.rounds_to_train == 0
+    assert TaskKind.VALIDATE_GLOBAL in plan.tasks
+
+
 def test_keras_plan_settings() -> None:
     plan = load_plan(PLANS / "keras_digits")
     assert plan.aggregator.rounds_to_train == 10
@@ -69,8 +77,10 @@ def test_defaults_for_an_almost_empty_plan(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("plan", "message"),
     [
-        ({"aggregator": {"rounds_to_train": 0}},
-         "plan.yaml: aggregator.rounds_to_train: must be > 0 (got 0)"),
+        ({"aggregator": {"rounds_to_train": 0}, "tasks": ["train"]},
+         "plan.yaml: aggregator.rounds_to_train: must be > 0 (got 0; 0 means validation only"),
+        ({"aggregator": {"rounds_to_train": -1}},
+         "plan.yaml: aggregator.rounds_to_train: must be >= 0 (got -1)"),
         ({"aggregator": {"rounds_to_trian": 3}}, "plan.yaml: aggregator.rounds_to_trian: unknown"),
         ({"agregator": {}}, "plan.yaml: agregator: unknown key"),
         ({"aggregator": {"port": "x"}}, "aggregator.port: must be an integer (got 'x')"),
