@@ -16,12 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openfl_like.core.errors import OpenflLikeError
 from openfl_like.core.experiments import ExperimentKind
+from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import TaskKind
+from openfl_like.data.contract_check import check_dataset
+from openfl_like.data.local import load_local_dataset
 from openfl_like.plan.load import load_plan
+from openfl_like.plan.local_data import load_local_data_spec
 from openfl_like.plan.registry import NETWORK_KEYS
 from openfl_like.plan.schema import Plan
 from openfl_like.plan.write import write_plan_folder
+
+log = get_logger(__name__)
 
 # The transport setting that lets envoy certificates act as collaborators. Written only when
 # this build's plan schema knows it (another change adds it).
@@ -85,8 +92,13 @@ def experiment_plan_doc(doc: Mapping[str, Any], *, kind: ExperimentKind, aggrega
 
 def write_experiment_plan(paths: ExperimentPaths, doc: Mapping[str, Any], *,
                           kind: ExperimentKind, aggregator_name: str, host: str, port: int,
-                          envoys: Sequence[str], model_source: Path | None) -> Plan:
-    """Write plan.yaml, cols.yaml, data.yaml (and the model next to them); load it back."""
+                          envoys: Sequence[str], model_source: Path | None,
+                          test_data: Path | None = None) -> Plan:
+    """Write plan.yaml, cols.yaml, data.yaml (and the model next to them); load it back.
+
+    ``test_data``: the director's held-out set, put in as aggregator.test_data when it fits the
+    plan's data_contract (else left out with a log line: the final metrics are then the
+    envoys' validation)."""
     model_file = model_source.name if model_source is not None else ""
     plan_doc = experiment_plan_doc(doc, kind=kind, aggregator_name=aggregator_name, host=host,
                                    port=port, workspace=paths.workspace, model_file=model_file)
@@ -95,4 +107,26 @@ def write_experiment_plan(paths: ExperimentPaths, doc: Mapping[str, Any], *,
         shutil.copyfile(model_source, paths.plan_dir / model_file)
     write_plan_folder(paths.plan_dir, plan_doc, list(envoys),
                       {name: LOCAL_DATA for name in envoys})
-    return load_plan(paths.plan_dir)
+    plan = load_plan(paths.plan_dir)
+    if test_data is not None and fits_test_data(plan, test_data):
+        plan_doc["aggregator"]["test_data"] = str(test_data)
+        write_plan_folder(paths.plan_dir, plan_doc, list(envoys),
+                          {name: LOCAL_DATA for name in envoys})
+        plan = load_plan(paths.plan_dir)
+    return plan
+
+
+def fits_test_data(plan: Plan, test_data: Path) -> bool:
+    """Whether the director's test set loads and fits the experiment's data_contract."""
+    if plan.data_contract is None:
+        return False
+    try:
+        spec = load_local_data_spec(test_data)
+        dataset = load_local_dataset(spec.loader, spec.params, contract=plan.data_contract)
+        check_dataset(dataset, plan.data_contract)
+    except OpenflLikeError as exc:
+        log.warning("the director's test data %s does not fit experiment %s (%s): its final "
+                    "metrics will be the envoys' validation", test_data, plan.federation.name,
+                    exc.message)
+        return False
+    return True

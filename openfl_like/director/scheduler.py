@@ -204,7 +204,7 @@ class ExperimentRunner:
         plan = write_experiment_plan(
             paths, self._plan_doc(record), kind=record.kind, aggregator_name=self.settings.name,
             host=self.settings.aggregator_host, port=port, envoys=record.envoys,
-            model_source=model)
+            model_source=model, test_data=self.settings.test_data)
         summary = dict(record.summary)
         summary.update(rounds=plan.aggregator.rounds_to_train,
                        quorum=plan.stragglers.min_collaborators if plan.stragglers.enabled

@@ -55,6 +55,9 @@ class DirectorSettings:
     broadcast_ttl_seconds: float = 60.0
     envoys: tuple[str, ...] = ()
     experimenters: tuple[str, ...] = ()
+    # The director's held-out test set (a data description file on its host): experiments whose
+    # data_contract it fits get it as aggregator.test_data, hence final test_* metrics.
+    test_data: Path | None = None
 
     @property
     def aggregator_host(self) -> str:
@@ -125,6 +128,12 @@ def _director(s: _Section, base: Path) -> DirectorSettings:
     if not isinstance(public_host, str):
         raise s.error("public_host", f"must be a string (got {public_host!r})")
     workspace = Path(s.string("workspace", str(d.workspace))).expanduser()
+    test_data = None
+    if s.get("test_data", None) is not None:
+        test_data = Path(s.string("test_data", "")).expanduser()
+        test_data = (test_data if test_data.is_absolute() else base / test_data).resolve()
+        if not test_data.is_file():
+            raise s.error("test_data", f"{test_data}: data description not found")
     result = DirectorSettings(
         name=name,
         host=s.string("host", d.host),
@@ -142,6 +151,7 @@ def _director(s: _Section, base: Path) -> DirectorSettings:
                                        minimum=0, exclusive_min=True),
         envoys=_names(s, "envoys"),
         experimenters=_names(s, "experimenters"),
+        test_data=test_data,
     )
     s.done()
     if not (result.aggregator_ports[0] <= result.port <= result.aggregator_ports[1]):

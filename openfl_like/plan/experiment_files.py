@@ -22,7 +22,9 @@ def _plan_model(plan_dir: Path) -> Path | None:
     if not isinstance(doc, dict):
         raise PlanError(f"{PLAN_FILE}: must be a mapping of sections")
     runner = doc.get("task_runner") or {}
-    params = runner.get("params") if isinstance(runner, dict) else None
+    if not isinstance(runner, dict) or runner.get("name") != "keras":
+        return None  # only the Keras runner reads a model file (numpy's `model` is a kind)
+    params = runner.get("params")
     model = params.get("model") if isinstance(params, dict) else None
     if model is None:
         return None
