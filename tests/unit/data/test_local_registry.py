@@ -17,7 +17,18 @@ DIGITS = DataContract(features=(64,), classes=tuple(str(i) for i in range(10)))
 
 
 def test_registry_matches_the_plan_layer_table() -> None:
-    assert set(LOADERS) == set(LOADER_PARAMS) == {"digits", "npz", "csv", "image_folder"}
+    assert set(LOADERS) == set(LOADER_PARAMS) == {"digits", "digits_test", "npz", "csv",
+                                                  "image_folder"}
+
+
+def test_digits_test_is_the_held_out_split_in_order() -> None:
+    from openfl_like.data.digits import load_digits_test_set
+
+    ds = load_local_dataset("digits_test", {}, contract=DIGITS)
+    check_dataset(ds, DIGITS)
+    x, y = load_digits_test_set()
+    np.testing.assert_array_equal(np.concatenate([ds.x_train, ds.x_valid]), x)
+    np.testing.assert_array_equal(np.concatenate([ds.y_train, ds.y_valid]), y)
 
 
 def test_digits_shard_fits_its_contract_and_runners() -> None:

@@ -36,7 +36,8 @@ def test_digits_spec_has_no_paths(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("doc, message", [
-    ({"loader": "parquet", "params": {}}, "loader: must be one of digits, digits_test, npz, csv, image_folder"),
+    ({"loader": "parquet", "params": {}},
+     "loader: must be one of digits, digits_test, npz, csv, image_folder"),
     ({"params": {"path": "x"}}, "loader: is required"),
     ({"loader": "csv", "params": {}}, "params.path: is required for loader 'csv'"),
     ({"loader": "csv", "params": {"path": "x", "x_key": "a"}},
