@@ -321,8 +321,9 @@ def check_reply_header(
 ) -> None:
     """Raise unless a reply's header mirrors our request's ``expected`` header.
 
-    The reply must come from the ``server`` (its kind, for messages) we addressed (``expected.receiver``), be addressed
-    to us (``expected.sender``) and carry our federation id: a reply from another server or
+    The reply must come from the ``server`` (aggregator, director: for messages) we addressed
+    (``expected.receiver``), be addressed to us (``expected.sender``) and carry our federation
+    id: a reply from another server or
     federation (a misrouted address, a proxy, a stale server on a reused port) is refused.
     """
     if header is None or not header.sender:

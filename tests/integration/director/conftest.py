@@ -94,6 +94,7 @@ def director(pki: PkiStore, fake: FakeDirector) -> Iterator[DirectorHandle]:
 
 
 ClientFactory = Callable[..., DirectorClient]
+RawChannel = Callable[[str], grpc.Channel]
 
 
 @pytest.fixture
@@ -118,7 +119,7 @@ def make_client(pki: PkiStore, director: DirectorHandle) -> Iterator[ClientFacto
 
 
 @pytest.fixture
-def raw_channel(pki: PkiStore, director: DirectorHandle) -> Iterator[Callable[[str], grpc.Channel]]:
+def raw_channel(pki: PkiStore, director: DirectorHandle) -> Iterator[RawChannel]:
     """A plain grpc channel with a participant's real certificate (to forge requests)."""
     channels: list[grpc.Channel] = []
 

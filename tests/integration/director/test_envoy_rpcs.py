@@ -23,7 +23,7 @@ from openfl_like.director.ports import EnvoyDirectorPort
 from openfl_like.protocol import base_pb2
 from openfl_like.protocol import director_pb2 as pb
 
-from .conftest import DIRECTOR, FEDERATION, ClientFactory, DirectorHandle, raw_call
+from .conftest import DIRECTOR, FEDERATION, ClientFactory, DirectorHandle, RawChannel, raw_call
 from .fake_director import FakeDirector, outgoing
 
 
@@ -82,7 +82,7 @@ def test_wait_experiment_times_out_empty_and_is_clamped(
 
 
 def test_a_cancelled_poll_frees_its_slot_and_wakes_the_handler(
-    raw_channel, fake: FakeDirector, director: DirectorHandle  # noqa: ANN001
+    raw_channel: RawChannel, fake: FakeDirector, director: DirectorHandle
 ) -> None:
     # Prepare: a parked poll from a raw call we can cancel
     call = raw_call(raw_channel("envoy-1"), "WaitExperiment")
@@ -151,10 +151,11 @@ def test_a_package_with_a_wrong_sha256_is_refused_by_the_client(
     good.write_text("rounds: 1\n")
     bad = tmp_path / "init.keras"
     bad.write_bytes(b"model bytes")
-    fake.packages["exp-1"] = [outgoing(good), outgoing(bad, sha256=hashlib.sha256(b"x").hexdigest())]
+    wrong = hashlib.sha256(b"x").hexdigest()
+    fake.packages["exp-1"] = [outgoing(good), outgoing(bad, sha256=wrong)]
     dest = tmp_path / "dest"
     # Execute / Assert
-    with pytest.raises(ProtocolError, match="init.keras: sha256 mismatch"):
+    with pytest.raises(ProtocolError, match=r"init\.keras: sha256 mismatch"):
         make_client("envoy-1").get_experiment_data("exp-1", dest, max_bytes=1 << 20)
     assert list(dest.iterdir()) == []  # all or nothing: the good file is gone too
 
@@ -187,7 +188,7 @@ def test_feedback_is_batched_deduplicated_and_truncated(
 
 
 def test_more_feedback_items_in_one_message_than_allowed_are_refused(
-    raw_channel, fake: FakeDirector  # noqa: ANN001
+    raw_channel: RawChannel, fake: FakeDirector
 ) -> None:
     call = raw_call(raw_channel("envoy-1"), "SendExperimentFeedback")
     header = base_pb2.MessageHeader(sender="envoy-1", receiver=DIRECTOR,

@@ -11,9 +11,12 @@ import pytest
 from openfl_like.core.errors import ConnectionFailedError, NotFoundError, PermissionDeniedError
 from openfl_like.core.experiments import EventKind, ExperimentEvent, ExperimentKind
 from openfl_like.director.ports import ExperimenterDirectorPort
+from openfl_like.pki import PkiStore
+from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.director_client import DirectorClient
 from openfl_like.transport.retry import RetryPolicy
 
-from .conftest import ClientFactory, DirectorHandle
+from .conftest import DIRECTOR, FEDERATION, ClientFactory, DirectorHandle, fast_settings
 from .fake_director import FakeDirector, outgoing
 
 
@@ -103,14 +106,9 @@ def test_metric_stream_from_a_sequence_number_until_the_end(
 
 
 def test_metric_stream_resumes_after_a_server_restart_without_gaps_or_duplicates(
-    pki, fake: FakeDirector, director: DirectorHandle  # noqa: ANN001
+    pki: PkiStore, fake: FakeDirector, director: DirectorHandle
 ) -> None:
     # Prepare: a client whose backoff sleeps tell us the stream broke
-    from openfl_like.transport.credentials import TlsFiles
-    from openfl_like.transport.director_client import DirectorClient
-
-    from .conftest import DIRECTOR, FEDERATION, fast_settings
-
     broken = threading.Event()  # set at the second backoff: a reconnect failed meanwhile
     sleeper = threading.Event()
     waits: list[float] = []
