@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -38,6 +39,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiStore:
         ca.certify(name, Role.EXPERIMENTER)
     ca.certify("col-a", Role.COLLABORATOR)
     return store
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
+    """For state the server exposes without an event (a slot freed just after the reply)."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def fast_settings(**overrides: object) -> TransportSettings:

@@ -23,7 +23,15 @@ from openfl_like.director.ports import EnvoyDirectorPort
 from openfl_like.protocol import base_pb2
 from openfl_like.protocol import director_pb2 as pb
 
-from .conftest import DIRECTOR, FEDERATION, ClientFactory, DirectorHandle, RawChannel, raw_call
+from .conftest import (
+    DIRECTOR,
+    FEDERATION,
+    ClientFactory,
+    DirectorHandle,
+    RawChannel,
+    raw_call,
+    wait_until,
+)
 from .fake_director import FakeDirector, outgoing
 
 
@@ -95,10 +103,8 @@ def test_a_cancelled_poll_frees_its_slot_and_wakes_the_handler(
     future.cancel()
     # Assert: the handler saw its wake-up cancelled, and the slot is free again
     assert fake.poll_cancelled.wait(2)
-    deadline = time.monotonic() + 2
-    while director.servicer.polls.in_use() and time.monotonic() < deadline:
-        fake.parked.wait(0.01)  # the slot is released right after the handler returns
-    assert director.servicer.polls.in_use() == 0
+    servicer = director.servicer
+    assert wait_until(lambda: servicer.polls.in_use() == 0)
     with pytest.raises(grpc.FutureCancelledError):
         future.result()
 

@@ -28,6 +28,7 @@ from .conftest import (
     RawChannel,
     fast_settings,
     raw_call,
+    wait_until,
 )
 from .fake_director import FakeDirector
 
@@ -244,7 +245,8 @@ def test_a_silent_upload_is_cut_off_after_first_message_seconds(
         release.set()
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert "no first SetNewExperiment message within 2 s" in caught.value.details()
-    assert director.servicer is not None and director.servicer.transfers.in_use() == 0
+    servicer = director.servicer
+    assert servicer is not None and wait_until(lambda: servicer.transfers.in_use() == 0)
 
 
 def test_an_unexpected_handler_failure_is_internal_without_details(
@@ -259,3 +261,28 @@ def test_an_unexpected_handler_failure_is_internal_without_details(
     assert "internal error (see server log)" in str(caught.value)
     assert "secret" not in str(caught.value)
 
+
+
+def test_without_tls_the_role_comes_from_the_method_and_the_handler_decides(
+    pki: PkiStore, fake: FakeDirector
+) -> None:
+    # Prepare: an insecure director (local experiments only) and clients without certificates
+    settings = fast_settings(tls=False)
+    handle = DirectorHandle(pki, fake, kwargs={"settings": settings}).start()
+
+    def client(name: str) -> DirectorClient:
+        return DirectorClient(host="127.0.0.1", port=handle.port, name=name,
+                              director_name=DIRECTOR, federation_uuid=FEDERATION,
+                              tls_files=None, settings=settings)
+
+    try:
+        with client("envoy-1") as envoy, client("exp-a") as experimenter:
+            # Execute / Assert: each name only in the role the handler knows it in
+            assert envoy.update_envoy_status([], []) == 5.0
+            assert experimenter.envoys() == {"envoys": ["envoy-1", "envoy-2"]}
+            with pytest.raises(PermissionDeniedError, match="not an authorised experimenter"):
+                envoy.envoys()
+            with pytest.raises(PermissionDeniedError, match="not an authorised envoy"):
+                experimenter.update_envoy_status([], [])
+    finally:
+        handle.stop()
