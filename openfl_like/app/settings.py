@@ -22,6 +22,7 @@ _PLAN_TO_TRANSPORT: dict[str, tuple[str, str]] = {
     "retry_initial_seconds": ("retry", "initial_backoff_seconds"),
     "retry_max_seconds": ("retry", "max_backoff_seconds"),
     "retry_total_seconds": ("retry", "total_seconds"),
+    "client_role": ("", "client_role"),
 }
 
 

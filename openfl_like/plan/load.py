@@ -484,6 +484,8 @@ def _parse_network(s: _Section) -> Mapping[str, Scalar]:
                           f"{', '.join(sorted(registry.NETWORK_KEYS))})")
         if expected is bool:
             values[key] = s.boolean(key)
+        elif expected is str:
+            values[key] = s.string(key, choices=registry.NETWORK_CHOICES.get(key))
         elif expected is int:
             values[key] = s.integer(key, minimum=0, exclusive_min=True)
         else:

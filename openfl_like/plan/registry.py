@@ -43,7 +43,10 @@ NETWORK_KEYS: dict[str, type] = {
     "retry_max_seconds": float,
     "retry_total_seconds": float,
     "tls": bool,
+    "client_role": str,
 }
+# allowed values of the string keys (client_role mirrors transport.settings.CLIENT_ROLES)
+NETWORK_CHOICES: dict[str, tuple[str, ...]] = {"client_role": ("collaborator", "envoy")}
 NETWORK_DEFAULTS: dict[str, bool] = {"tls": True}
 
 _OBJECT_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")

@@ -42,10 +42,12 @@ class Rpc:
     deserialize_response: Callable[[bytes], Any]
     # the request is one protobuf message: the server takes raw bytes and parses them itself
     server_parses: bool = True
+    # the full protobuf service name the method belongs to
+    service: str = AGGREGATOR_SERVICE
 
     @property
     def path(self) -> str:
-        return f"/{AGGREGATOR_SERVICE}/{self.name}"
+        return f"/{self.service}/{self.name}"
 
     @property
     def server_request_deserializer(self) -> Callable[[bytes], Any] | None:
@@ -60,20 +62,25 @@ class Rpc:
             raise ProtocolError(f"{self.name}: malformed request ({exc})") from None
 
 
-def _unary(name: str, request: Any, response: Any) -> Rpc:
+def message_rpc(
+    name: str, request: Any, response: Any, *, service: str = AGGREGATOR_SERVICE,
+    kind: str = UNARY_UNARY,
+) -> Rpc:
+    """An RPC whose request and response are generated protobuf classes (the server parses)."""
     return Rpc(
-        name, UNARY_UNARY,
+        name, kind,
         request.SerializeToString, request.FromString,
         response.SerializeToString, response.FromString,
+        service=service,
     )  # fmt: skip
 
 
 AGGREGATOR_RPCS: dict[str, Rpc] = {
     rpc.name: rpc
     for rpc in (
-        _unary("Handshake", pb.HandshakeRequest, pb.HandshakeResponse),
-        _unary("Heartbeat", pb.HeartbeatRequest, pb.HeartbeatResponse),
-        _unary("GetTasks", pb.GetTasksRequest, pb.GetTasksResponse),
+        message_rpc("Handshake", pb.HandshakeRequest, pb.HandshakeResponse),
+        message_rpc("Heartbeat", pb.HeartbeatRequest, pb.HeartbeatResponse),
+        message_rpc("GetTasks", pb.GetTasksRequest, pb.GetTasksResponse),
         Rpc(
             "GetAggregatedTensors", UNARY_STREAM,
             pb.GetAggregatedTensorsRequest.SerializeToString,
@@ -87,6 +94,6 @@ AGGREGATOR_RPCS: dict[str, Rpc] = {
             pb.SendLocalTaskResultsResponse.FromString,
             server_parses=False,  # wire.decode_upload never raises: a bad frame carries .error
         ),
-        _unary("GetStatus", pb.GetStatusRequest, pb.GetStatusResponse),
+        message_rpc("GetStatus", pb.GetStatusRequest, pb.GetStatusResponse),
     )
 }

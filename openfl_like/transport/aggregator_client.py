@@ -79,17 +79,18 @@ def channel_options(settings: TransportSettings) -> list[tuple[str, int | str]]:
     return options
 
 
-def describe_failure(error: grpc.RpcError, target: str) -> str:
-    """What a connection failure was, in words, from grpc's status details."""
+def describe_failure(error: grpc.RpcError, target: str, *, server: str = "aggregator") -> str:
+    """What a connection failure was, in words, from grpc's status details (``server``: what
+    we dialled, for the messages)."""
     code = error.code() if hasattr(error, "code") else None
     details = (error.details() if hasattr(error, "details") else "") or ""
     text = details.lower()
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"no answer from the aggregator at {target} in time ({details})"
+        return f"no answer from the {server} at {target} in time ({details})"
     if "dns" in text or "resolv" in text or "name not found" in text:
         return f"DNS resolution of {target} failed ({details})"
     if "connection refused" in text:
-        return f"TCP connect to {target} refused: is the aggregator running? ({details})"
+        return f"TCP connect to {target} refused: is the {server} running? ({details})"
     if "peer name" in text or "hostname" in text or "not in peer certificate" in text:
         return (
             f"TLS handshake with {target} failed: the server certificate does not name this "
@@ -102,11 +103,11 @@ def describe_failure(error: grpc.RpcError, target: str) -> str:
         )
     if re.search(r"ssl|tls|handshake|alert|socket closed|connection reset", text):
         return (
-            f"TLS handshake with {target} failed: the aggregator closed the connection, most "
+            f"TLS handshake with {target} failed: the {server} closed the connection, most "
             f"likely refusing our client certificate (missing, from another CA, or expired) "
             f"({details})"
         )
-    return f"aggregator at {target} unavailable ({details or code})"
+    return f"{server} at {target} unavailable ({details or code})"
 
 
 class AggregatorGRPCClient:

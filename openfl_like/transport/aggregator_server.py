@@ -56,6 +56,7 @@ from openfl_like.core.errors import (
     ProtocolError,
     ResourceLimitError,
 )
+from openfl_like.core.ids import Role
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import AGGREGATED_TAG, NamedTensor, PollStatus, TasksReply
 from openfl_like.core.waiting import Wakeup
@@ -133,6 +134,7 @@ class AggregatorGRPCServer:
             is_authorized=handler.is_authorized,
             revocation=revocation,
             tls=self._tls_files is not None,
+            role=Role(self.settings.client_role),  # envoys under a director (settings.py)
             single_col_cert_common_name=single_col_cert_common_name,
             instances=InstanceRegistry(self.settings.instance_takeover_seconds),
         )

@@ -8,17 +8,19 @@ even parsed, and before the first message of a client stream is awaited; parts 2
 1. a peer certificate is present (UNAUTHENTICATED), not revoked by the store's CRL
    (UNAUTHENTICATED; the CRL is re-read when the file changes, so a revocation takes effect at
    the next call), inside its validity period (UNAUTHENTICATED; a long-lived connection outlives
-   the handshake's check), and of the expected role (PERMISSION_DENIED);
+   the handshake's check), and of the expected role (PERMISSION_DENIED): the checker's
+   ``role``, or the role a method needs (the director serves envoys and experimenters on one
+   port and passes each method's role to :meth:`HeaderChecker.check_peer`);
 2. ``header.sender`` equals the certificate CN (UNAUTHENTICATED); in single-certificate
    simulation mode the CN and ``header.single_col_cert_common_name`` must both equal the
    configured shared name instead;
-3. the sender is an authorised participant of the plan (PERMISSION_DENIED);
+3. the sender is an authorised participant of the plan in that role (PERMISSION_DENIED);
 4. ``header.receiver`` is this server (PERMISSION_DENIED);
 5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch);
 6. no other live process holds the sender's name (PERMISSION_DENIED; see ``instances``).
 
 Client side, :func:`check_reply_header` checks every reply the other way round: it comes from
-the aggregator we dialled, is addressed to us, and belongs to our federation.
+the server we dialled, is addressed to us, and belongs to our federation.
 
 Chain verification itself happens in the TLS handshake (``require_client_auth=True`` against
 our CA bundle); grpc cannot load CRLs from Python, hence the per-call revocation check here.
@@ -100,10 +102,12 @@ class _Peer:
 
 @dataclass(frozen=True)
 class PeerIdentity:
-    """Who the TLS layer says is calling: certificate CN and fingerprint ('' without TLS)."""
+    """Who the TLS layer says is calling: certificate CN, fingerprint ('' without TLS) and the
+    role the certificate was checked for (None without TLS)."""
 
     name: str = ""
     fingerprint: str = ""
+    role: Role | None = None
 
 
 class _CertCache:
@@ -134,7 +138,12 @@ class _CertCache:
 
 @dataclass
 class HeaderChecker:
-    """Applies the checks of the module docstring; returns the authenticated participant name."""
+    """Applies the checks of the module docstring; returns the authenticated participant name.
+
+    ``role`` is the certificate role every call needs unless a call names its own
+    (``check_peer(context, role=...)``). ``is_authorized_as(name, role)``, when given, replaces
+    ``is_authorized(name)`` and is asked with the role the call was checked for.
+    """
 
     server_name: str
     federation_uuid: str
@@ -142,6 +151,7 @@ class HeaderChecker:
     revocation: RevocationChecker | None
     tls: bool = True
     role: Role = Role.COLLABORATOR
+    is_authorized_as: Callable[[str, Role], bool] | None = None
     single_col_cert_common_name: str = ""
     instances: InstanceRegistry | None = None
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
@@ -156,17 +166,30 @@ class HeaderChecker:
         """Both parts: :meth:`check_peer`, then :meth:`check_header`."""
         return self.check_header(context, header, self.check_peer(context))
 
-    def check_peer(self, context: grpc.ServicerContext) -> PeerIdentity:
-        """Part 1 (certificate, revocation, validity, role) from the grpc context alone."""
+    def check_peer(
+        self, context: grpc.ServicerContext, *, role: Role | None = None, rpc: str = ""
+    ) -> PeerIdentity:
+        """Part 1 (certificate, revocation, validity, role) from the grpc context alone.
+
+        ``role``: the role this call needs (default: the checker's); ``rpc`` names the method
+        in the refusal of a certificate of another role.
+        """
+        expected = role or self.role
         if not self.tls:
             return PeerIdentity()
-        peer = self._check_certificate(context)
-        return PeerIdentity(peer.name, peer.fingerprint)
+        peer = self._check_certificate(context, expected, rpc)
+        return PeerIdentity(peer.name, peer.fingerprint, expected)
 
     def check_header(
-        self, context: grpc.ServicerContext, header: base_pb2.MessageHeader, peer: PeerIdentity
+        self, context: grpc.ServicerContext, header: base_pb2.MessageHeader, peer: PeerIdentity,
+        *, role: Role | None = None,
     ) -> str:
-        """Parts 2-6 against the request's header, for a peer that passed :meth:`check_peer`."""
+        """Parts 2-6 against the request's header, for a peer that passed :meth:`check_peer`.
+
+        ``role``: the role the call needs, as given to :meth:`check_peer` (default: the one the
+        certificate was checked for, else the checker's).
+        """
+        role = role or peer.role or self.role
         sender = header.sender
         if self.tls:
             common_name = peer.name
@@ -184,8 +207,12 @@ class HeaderChecker:
                 )
         if not sender:
             raise AuthError("request header has no sender")
-        if not self.is_authorized(sender):
-            raise PermissionDeniedError(f"{sender!r} is not an authorised {self.role} of this plan")
+        allowed = (
+            self.is_authorized_as(sender, role) if self.is_authorized_as is not None
+            else self.is_authorized(sender)
+        )
+        if not allowed:
+            raise PermissionDeniedError(f"{sender!r} is not an authorised {role} of this plan")
         if header.receiver != self.server_name:
             raise PermissionDeniedError(
                 f"request is addressed to {header.receiver!r}, this is {self.server_name!r}"
@@ -244,7 +271,9 @@ class HeaderChecker:
             with self._seen_lock:
                 self._seen[serial] = peer.name
 
-    def _check_certificate(self, context: grpc.ServicerContext) -> _Peer:
+    def _check_certificate(
+        self, context: grpc.ServicerContext, role: Role, rpc: str
+    ) -> _Peer:
         pem = peer_certificate_pem(context)
         if pem is None:
             raise AuthError("no client certificate presented")
@@ -266,9 +295,14 @@ class HeaderChecker:
             )
         if peer.error:
             raise AuthError(f"peer certificate: {peer.error}")
-        if peer.role != self.role:
+        if peer.role != role:
+            if rpc:
+                raise PermissionDeniedError(
+                    f"certificate of {peer.name!r} has role {peer.role}: {rpc} is for {role} "
+                    f"certificates only"
+                )
             raise PermissionDeniedError(
-                f"certificate of {peer.name!r} has role {peer.role}, not {self.role}"
+                f"certificate of {peer.name!r} has role {peer.role}, not {role}"
             )
         self._remember(peer)
         return peer
@@ -282,19 +316,21 @@ def _cn_or_serial(cert: x509.Certificate) -> str:
 
 
 def check_reply_header(
-    header: base_pb2.MessageHeader | None, expected: base_pb2.MessageHeader, what: str
+    header: base_pb2.MessageHeader | None, expected: base_pb2.MessageHeader, what: str,
+    *, server: str = "aggregator",
 ) -> None:
     """Raise unless a reply's header mirrors our request's ``expected`` header.
 
-    The reply must come from the aggregator we addressed (``expected.receiver``), be addressed
-    to us (``expected.sender``) and carry our federation id: a reply from another aggregator or
+    The reply must come from the ``server`` (aggregator, director: for messages) we addressed
+    (``expected.receiver``), be addressed to us (``expected.sender``) and carry our federation
+    id: a reply from another server or
     federation (a misrouted address, a proxy, a stale server on a reused port) is refused.
     """
     if header is None or not header.sender:
-        raise ProtocolError(f"{what}: the aggregator's reply has no header")
+        raise ProtocolError(f"{what}: the {server}'s reply has no header")
     if header.sender != expected.receiver:
         raise AuthError(
-            f"{what}: the reply comes from {header.sender!r}, not from the aggregator "
+            f"{what}: the reply comes from {header.sender!r}, not from the {server} "
             f"{expected.receiver!r} we addressed"
         )
     if header.receiver != expected.sender:

@@ -32,7 +32,12 @@ environment variable               setting                           default
 ``FX_RETRY_MULTIPLIER``            ``retry.multiplier``              2
 ``FX_RETRY_TOTAL_SECONDS``         ``retry.total_seconds``           300
 ``FX_TLS_TARGET_NAME_OVERRIDE``    ``target_name_override``          "" (verify the real host)
+``FX_CLIENT_ROLE``                 ``client_role``                   collaborator (see below)
 =================================  ================================  =========================
+
+``client_role`` is the certificate role an aggregator accepts from its clients: ``collaborator``,
+or ``envoy`` for an aggregator a director starts, whose collaborators are envoys running under
+their envoy certificates (plan key ``network.client_role``).
 
 ``server_workers`` must exceed the number of collaborators: the synchronous server parks one
 worker thread per waiting GetTasks, and once every worker is parked all other calls (uploads,
@@ -115,6 +120,8 @@ class TransportSettings:
     # so the round needs no download call (0: always a separate download)
     inline_model_bytes: int = MIB
     target_name_override: str = ""
+    # the certificate role the aggregator accepts from its clients (CLIENT_ROLES)
+    client_role: str = "collaborator"
     keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
 
@@ -140,6 +147,11 @@ class TransportSettings:
             raise ConfigError(
                 f"network.inline_model_bytes ({self.inline_model_bytes}) must be >= 0 and "
                 f"leave room in max_message_bytes ({self.max_message_bytes})"
+            )
+        if self.client_role not in CLIENT_ROLES:
+            raise ConfigError(
+                f"network.client_role: must be one of {', '.join(CLIENT_ROLES)}, "
+                f"got {self.client_role!r}"
             )
         if self.retry.initial_backoff_seconds <= 0 or self.retry.multiplier < 1:
             raise ConfigError("network.retry: initial_backoff_seconds > 0 and multiplier >= 1")
@@ -223,7 +235,11 @@ ENV_VARS: dict[str, str] = {
     "FX_RETRY_MULTIPLIER": "retry.multiplier",
     "FX_RETRY_TOTAL_SECONDS": "retry.total_seconds",
     "FX_TLS_TARGET_NAME_OVERRIDE": "target_name_override",
+    "FX_CLIENT_ROLE": "client_role",
 }
+
+# Certificate roles an aggregator may accept from its clients (``client_role``).
+CLIENT_ROLES: tuple[str, ...] = ("collaborator", "envoy")
 
 _ADDRESS_KEYS = ("agg_addr", "agg_port", "host", "port", "address")
 _SIZE_FIELDS = {"chunk_size", "max_message_bytes", "max_tensor_bytes", "max_model_bytes"}

@@ -34,7 +34,7 @@ def test_every_plan_network_key_reaches_the_transport() -> None:
               "max_model_bytes": 1 << 30, "keepalive_seconds": 7.0,
               "keepalive_timeout_seconds": 3.0, "rpc_timeout_seconds": 9.0,
               "long_poll_seconds": 4.0, "retry_initial_seconds": 0.2,
-              "retry_max_seconds": 2.0, "retry_total_seconds": 20.0}
+              "retry_max_seconds": 2.0, "retry_total_seconds": 20.0, "client_role": "envoy"}
     # Execute
     settings = TransportSettings.from_mapping(transport_mapping(values), env={})
     # Assert
@@ -45,6 +45,7 @@ def test_every_plan_network_key_reaches_the_transport() -> None:
     assert (settings.rpc_timeout_seconds, settings.long_poll_seconds) == (9.0, 4.0)
     assert (settings.retry.initial_backoff_seconds, settings.retry.max_backoff_seconds,
             settings.retry.total_seconds) == (0.2, 2.0, 20.0)
+    assert settings.client_role == "envoy"
 
 
 def test_plan_network_section_and_environment_override(tmp_path: Path) -> None:

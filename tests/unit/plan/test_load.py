@@ -19,7 +19,8 @@ from openfl_like.plan import (
     plan_fingerprint,
     plan_to_dict,
 )
-from openfl_like.plan.registry import KNOWN_RUNNERS, NETWORK_KEYS
+from openfl_like.plan.registry import KNOWN_RUNNERS, NETWORK_CHOICES, NETWORK_KEYS
+from openfl_like.transport.settings import CLIENT_ROLES
 
 PLANS = Path(__file__).resolve().parents[3] / "plans"
 
@@ -185,9 +186,17 @@ def test_loading_imports_nothing(tmp_path: Path) -> None:
 
 
 def test_network_keys_pass_through(tmp_path: Path) -> None:
-    values = {k: (True if t is bool else 3 if t is int else 1.5) for k, t in NETWORK_KEYS.items()}
+    values = {k: (True if t is bool else 3 if t is int else "envoy" if t is str else 1.5)
+              for k, t in NETWORK_KEYS.items()}
     plan = load_plan(_write(tmp_path, {"network": values}))
     assert dict(plan.network) == values
+
+
+def test_network_client_role_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match=r"network\.client_role: must be one of collaborator, "
+                       r"envoy \(got 'director'\)"):
+        load_plan(_write(tmp_path, {"network": {"client_role": "director"}}))
+    assert NETWORK_CHOICES["client_role"] == CLIENT_ROLES
 
 
 def test_fingerprint_and_differences(tmp_path: Path) -> None:

@@ -166,3 +166,13 @@ def test_method_table_matches_the_proto_service() -> None:
         assert (rpc.kind == UNARY_STREAM) == method.server_streaming
         assert (rpc.kind == STREAM_UNARY) == method.client_streaming
         assert rpc.path == f"/{service.full_name}/{method.name}"
+
+
+def test_client_role_from_plan_and_environment() -> None:
+    assert TransportSettings().client_role == "collaborator"
+    assert TransportSettings.from_mapping({"client_role": "envoy"}, env={}).client_role == "envoy"
+    from_env = TransportSettings.from_mapping({}, env={"FX_CLIENT_ROLE": "envoy"})
+    assert from_env.client_role == "envoy"
+    with pytest.raises(errors.ConfigError, match=r"network\.client_role: must be one of "
+                       r"collaborator, envoy, got 'director'"):
+        TransportSettings.from_mapping({}, env={"FX_CLIENT_ROLE": "director"})
