@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openfl_like.app.settings import transport_mapping
-from openfl_like.core.errors import AuthError
+from openfl_like.core.experiments import BroadcastKind
 from openfl_like.core.logging import get_logger
 from openfl_like.director.director import Director
 from openfl_like.pki import PkiStore
@@ -46,33 +46,35 @@ class RunningDirector:
         self.stop()
 
     def stop(self) -> None:
-        log.info("director %s stopping: telling the envoys, saving experiments", self.config.name)
-        self.director.stop()
+        log.info("director %s stopping: telling the envoys, saving experiments",
+                 self.config.director.name)
+        # The broadcast wakes the parked WaitExperiment calls, which answer within the grace;
+        # only then the registry closes (a call still running would find it closed).
+        self.director.broadcast(BroadcastKind.SHUTDOWN, "the director is shutting down")
         self.server.stop(SHUTDOWN_GRACE_SECONDS)
+        self.director.stop()
 
 
 def start_director(config: DirectorConfig, *, pki: PkiStore, host: str | None = None,
                    port: int | None = None) -> RunningDirector:
     """Open the registry, resume the experiments that were running, and start serving."""
+    own = config.director
     settings = TransportSettings.from_mapping(transport_mapping(config.network))
     tls_files = None
     if settings.tls:
-        tls_files = TlsFiles.for_participant(pki, config.name)
+        tls_files = TlsFiles.for_participant(pki, own.name)
         tls_files.read()  # fail early, naming the missing file
-    elif tls_files is None and settings.tls:
-        raise AuthError("mutual TLS is on: the director needs its certificate")
     director = Director(config, pki_dir=Path(pki.root))
     server = DirectorGRPCServer(
-        director, director_name=config.name, federation_uuid=config.federation,
-        tls_files=tls_files, settings=settings, max_package_bytes=config.max_package_bytes,
+        director, director_name=own.name, federation_uuid=own.federation,
+        tls_files=tls_files, settings=settings, max_package_bytes=own.max_package_bytes,
     )
-    running = server.start(host=host or config.host,
-                           port=config.port if port is None else port)
+    running = server.start(host=host or own.host, port=own.port if port is None else port)
     try:
         director.start()
     except BaseException:
         running.stop(None)
         raise
-    log.info("director %s serving on %s (workspace %s)", config.name, running.address,
-             config.workspace)
+    log.info("director %s serving on %s (workspace %s)", own.name, running.address,
+             own.workspace)
     return RunningDirector(director=director, server=running, config=config)

@@ -42,10 +42,11 @@ def start(config_path: Path, store: PkiStore, host: str | None, port: int | None
 
     config = load_director_config(config_path)
     running = start_director(config, pki=store, host=host, port=port)
-    click.echo(f"director {config.name} listening on {running.server.address}", err=True)
+    name = config.director.name
+    click.echo(f"director {name} listening on {running.server.address}", err=True)
     with SignalStop(on_stop=lambda _sig: running.stop_requested.set()):
         running.run()
-    click.echo(f"director {config.name} stopped; `fx director start` resumes it", err=True)
+    click.echo(f"director {name} stopped; `fx director start` resumes it", err=True)
 
 
 @director.command("envoys")
