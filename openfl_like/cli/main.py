@@ -24,6 +24,10 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "collaborator": (
         "openfl_like.cli.collaborator", "collaborator", "Run a collaborator of a plan.",
     ),
+    "envoy": (
+        "openfl_like.cli.envoy", "envoy",
+        "Run a site's envoy for a director; approve or reject its experiments.",
+    ),
 }
 
 
