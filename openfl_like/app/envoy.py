@@ -23,7 +23,7 @@ from openfl_like.app.settings import transport_mapping
 from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop
 from openfl_like.core.errors import ConfigError, NotFoundError, UnavailableError
 from openfl_like.core.logging import get_logger
-from openfl_like.director.envoy import Envoy
+from openfl_like.director.envoy import Envoy, check_envoy_data
 from openfl_like.director.envoy_approvals import (
     Decision,
     EnvoyNotRunningError,
@@ -51,7 +51,13 @@ def director_port(config: EnvoyConfig, name: str, *, pki_dir: Path,
                   stop: threading.Event | None = None) -> Iterator[EnvoyDirectorPort]:
     """A connected ``DirectorClient`` as the envoy's port (closed on exit, which also ends a
     long-poll in flight). A set ``stop`` ends the client's retry backoff."""
-    from openfl_like.transport.director_client import DirectorClient  # lands separately
+    try:
+        from openfl_like.transport.director_client import DirectorClient
+    except ModuleNotFoundError as exc:
+        if exc.name != "openfl_like.transport.director_client":
+            raise
+        raise ConfigError("this build has no director client "
+                          "(openfl_like.transport.director_client)") from None
 
     settings = envoy_transport_settings(config)
     files = None
@@ -112,14 +118,17 @@ def _check(config: EnvoyConfig, name: str) -> None:
 
 def _serve(config: EnvoyConfig, name: str, pki_dir: Path, stop: threading.Event,
            started: threading.Event | None = None, holder: list[Envoy] | None = None) -> None:
-    with (ProcessLock(config.workspace / "locks" / "envoy.lock", f"envoy {name!r}"),
-          director_port(config, name, pki_dir=pki_dir, stop=stop) as port):
-        envoy = Envoy(name, config, port, pki_dir=Path(pki_dir).resolve())
-        if holder is not None:
-            holder.append(envoy)
-        if started is not None:
-            started.set()
-        envoy.run(stop)
+    with ProcessLock(config.workspace / "locks" / "envoy.lock", f"envoy {name!r}"):
+        # The data first: a site whose data does not fit is refused before any network.
+        counts = check_envoy_data(config)
+        with director_port(config, name, pki_dir=pki_dir, stop=stop) as port:
+            envoy = Envoy(name, config, port, pki_dir=Path(pki_dir).resolve(),
+                          sample_counts=counts)
+            if holder is not None:
+                holder.append(envoy)
+            if started is not None:
+                started.set()
+            envoy.run(stop)
 
 
 def start_envoy(config: EnvoyConfig, name: str, *, pki_dir: Path) -> RunningEnvoy:

@@ -105,6 +105,7 @@ class Envoy:
         grace_seconds: float = 30.0,
         max_backoff_seconds: float = 30.0,
         env: Mapping[str, str] | None = None,
+        sample_counts: Mapping[str, int] | None = None,
     ) -> None:
         self.name = check_name(name, "envoy name")
         self.config = config
@@ -124,7 +125,9 @@ class Envoy:
         self._done = threading.Event()
         self._fatal: OpenflLikeError | None = None
         self._socket: OperatorSocket | None = None
-        self.sample_counts: dict[str, int] = {}
+        # Counts of a data check the caller already made (else run() makes it).
+        self.sample_counts: dict[str, int] = dict(sample_counts or {})
+        self._checked = sample_counts is not None
         self.registered = False
 
     # -- public ----------------------------------------------------------------------------------
@@ -134,7 +137,8 @@ class Envoy:
         self._stop = stop
         self._done.clear()
         try:
-            self.sample_counts = check_envoy_data(self.config)
+            if not self._checked:
+                self.sample_counts = check_envoy_data(self.config)
             self.config.experiments_dir.mkdir(parents=True, exist_ok=True)
             try:
                 self._register()
