@@ -1,7 +1,8 @@
 """The collaborator subprocess an envoy runs for one experiment, and the pipes it reads.
 
 The child gets a pipe's write end as ``--events-fd``: one JSON line per finished task. Its
-stdout and stderr are read line by line. The child dies with the envoy (Linux
+stdout and stderr share one pipe (so their lines keep the order the child wrote them in) and
+are read line by line. The child dies with the envoy (Linux
 ``PR_SET_PDEATHSIG``: SIGTERM, so it still stops gracefully) and runs in its own session, so a
 Ctrl-C at the envoy's terminal reaches the envoy only, which then stops its children in order.
 
@@ -151,7 +152,7 @@ class CollaboratorProcess:
             try:
                 self._popen = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, pass_fds=(write_fd,), cwd=spec.workspace,
+                    stderr=subprocess.STDOUT, pass_fds=(write_fd,), cwd=spec.workspace,
                     env=self._env, start_new_session=True,
                     preexec_fn=_die_with_parent(os.getpid()),
                 )
@@ -163,10 +164,9 @@ class CollaboratorProcess:
             raise
         finally:
             os.close(write_fd)  # the child holds its copy; EOF comes when it exits
-        assert self._popen.stdout is not None and self._popen.stderr is not None
+        assert self._popen.stdout is not None
         events = os.fdopen(read_fd, "rb")
-        for name, stream, handler in (("out", self._popen.stdout, self._line),
-                                      ("err", self._popen.stderr, self._line),
+        for name, stream, handler in (("output", self._popen.stdout, self._line),
                                       ("events", events, self._event)):
             thread = threading.Thread(target=self._pump, args=(stream, handler), daemon=True,
                                       name=f"{self.spec.experiment}-{name}")

@@ -150,9 +150,12 @@ def test_stop_terminates_every_child(tmp_path: Path, make_envoy: EnvoyFactory) -
     pids = [running.pid_of("a"), running.pid_of("b")]
     assert all(p is not None and alive(p) for p in pids)
     # Execute
-    running.stop()
-    # Assert
+    running.envoy.stop(timeout=20)
+    # Assert: stop() returned with no child left, and run() has returned too
     assert not any(alive(p) for p in pids if p is not None)
+    assert running.thread is not None
+    running.thread.join(5)
+    assert not running.thread.is_alive() and not running.errors
     assert director.failures == []  # stopping the envoy is not an experiment failure
     assert "stopping on SIGTERM" in director.log_lines("a")  # its last line was still sent
     assert not running.config.socket_path.exists()
