@@ -9,9 +9,15 @@ exits at once: the collaborator persists nothing but its lock, which the kernel 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+import os
 import signal
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +25,7 @@ from openfl_like.app.common import Workspace, parse_address, runner_params
 from openfl_like.app.locks import ProcessLock
 from openfl_like.app.settings import transport_settings
 from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop
-from openfl_like.core.errors import PermissionDeniedError, PlanError
+from openfl_like.core.errors import ConfigError, PermissionDeniedError, PlanError
 from openfl_like.core.ids import check_name
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import (
@@ -172,6 +178,50 @@ def build_runner(plan: Plan, name: str, *, allow_custom: bool = False,
     return create_runner(plan.task_runner.name, shard, seed=plan.data.seed, **params)
 
 
+TaskEvent = Mapping[str, Any]  # {"round": r, "task": t, "metrics": {...}, "samples": n}
+
+
+class FdEventWriter:
+    """Writes each task event as one JSON line to an inherited file descriptor (the envoy's
+    pipe), flushed at once. A closed reader (the envoy is gone) disables it without failing
+    the federation."""
+
+    def __init__(self, fd: int) -> None:
+        try:
+            self._file = os.fdopen(fd, "w", encoding="utf-8", buffering=1, closefd=True)
+        except OSError as exc:
+            raise ConfigError(f"--events-fd {fd}: not an open file descriptor "
+                            f"({exc.strerror})") from None
+        self._lock = threading.Lock()
+        self._broken = False
+
+    def __call__(self, event: TaskEvent) -> None:
+        line = json.dumps(event, separators=(",", ":"), allow_nan=False)
+        with self._lock:
+            if self._broken:
+                return
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self._broken = True
+                log.warning("task events are no longer written (%s)", exc.strerror or exc)
+
+    def close(self) -> None:
+        with self._lock:
+            self._broken = True
+            with contextlib.suppress(OSError):
+                self._file.close()
+
+
+def task_event(round_number: int, task: str, metrics: Mapping[str, float],
+               samples: int) -> dict[str, Any]:
+    """The JSON-able event of one finished task (non-finite metrics are left out)."""
+    scalars = {str(k): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+    return {"round": int(round_number), "task": str(task), "metrics": scalars,
+            "samples": int(samples)}
+
+
 def run_collaborator(
     plan: Plan,
     name: str,
@@ -183,12 +233,14 @@ def run_collaborator(
     allow_custom: bool = False,
     handle_signals: bool = False,
     data_file: str | Path | None = None,
+    events: Callable[[TaskEvent], None] | None = None,
 ) -> CollaboratorSummary:
     """Join the federation as ``name`` and work until it ends.
 
     ``handle_signals`` (main thread only): a terminating signal stops it gracefully (module
     docstring) and raises ``StoppedBySignal``. ``data_file``: this site's data description
-    (default: the collaborator's data.yaml entry).
+    (default: the collaborator's data.yaml entry). ``events``: called with ``task_event(...)``
+    after each finished task (e.g. ``FdEventWriter`` for an envoy).
     """
     check_name(name, "collaborator name")
     if name not in plan.collaborators:
@@ -229,6 +281,7 @@ def run_collaborator(
             collaborator = Collaborator(
                 name, StoppablePort(GrpcAggregatorPort(client), stop),
                 StoppableRunner(runner, stop), CollaboratorSettings.from_plan(plan),
+                on_task=_task_listener(events),
             )
             try:
                 summary = collaborator.run()
@@ -238,3 +291,15 @@ def run_collaborator(
                 client.leave(timeout=1.0)
         stop.raise_if_stopped()
         return summary
+
+
+def _task_listener(events: Callable[[TaskEvent], None] | None
+                   ) -> Callable[[int, str, Mapping[str, float], int], None] | None:
+    if events is None:
+        return None
+
+    def listener(round_number: int, task: str, metrics: Mapping[str, float],
+                 samples: int) -> None:
+        events(task_event(round_number, task, metrics, samples))
+
+    return listener

@@ -35,10 +35,16 @@ def collaborator() -> None:
               default=None,
               help="This site's data description (YAML: loader and params; stays local). "
               "Default: the collaborator's data.yaml entry (a shard index or such a file).")
+@click.option("--events-fd", "events_fd", type=click.IntRange(min=3), default=None,
+              metavar="FD",
+              help="An inherited file descriptor (e.g. an envoy's pipe) that receives one JSON "
+              'line per finished task: {"round": R, "task": T, "metrics": {...}, '
+              '"samples": N}.')
 @allow_custom_option
 def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
           aggregator_address: str | None, cert: Path | None, key: Path | None,
-          ca_bundle: Path | None, data_file: Path | None, allow_custom: bool) -> None:
+          ca_bundle: Path | None, data_file: Path | None, events_fd: int | None,
+          allow_custom: bool) -> None:
     """Join the federation, long-poll for tasks and run them until the federation ends.
 
     Exits 0 with a summary when the aggregator says the federation is over; exits non-zero with
@@ -51,7 +57,7 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
     the new process once the old one has been silent for FX_INSTANCE_TAKEOVER_SECONDS, 30 s by
     default). A second signal exits at once (128+signal).
     """
-    from openfl_like.app.collaborator import run_collaborator
+    from openfl_like.app.collaborator import FdEventWriter, run_collaborator
     from openfl_like.app.signals import StoppedBySignal
     from openfl_like.plan.load import load_plan
     from openfl_like.transport.credentials import TlsFiles
@@ -63,14 +69,18 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
             cert_path=cert or store.cert_path(name), key_path=key or store.key_path(name),
             ca_bundle_path=ca_bundle or store.ca_bundle_path,
         )
+    events = FdEventWriter(events_fd) if events_fd is not None else None
     try:
         summary = run_collaborator(
             plan, name, pki=store, aggregator_address=aggregator_address, tls_files=files,
             workspace=workspace, allow_custom=allow_custom, handle_signals=True,
-            data_file=data_file,
+            data_file=data_file, events=events,
         )
     except StoppedBySignal as exc:
         click.echo(f"collaborator {name} stopped by {exc.signum.name}; start it again to rejoin",
                    err=True)
         return
+    finally:
+        if events is not None:
+            events.close()
     click.echo(summary.describe())

@@ -31,6 +31,10 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "openfl_like.cli.experiment", "experiment",
         "Submit experiments to a director, follow them, fetch models.",
     ),
+    "envoy": (
+        "openfl_like.cli.envoy", "envoy",
+        "Run a site's envoy for a director; approve or reject its experiments.",
+    ),
 }
 
 

@@ -8,7 +8,7 @@ retries are the port's job; this loop only reacts to what the aggregator answers
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -34,6 +34,12 @@ from openfl_like.plan.schema import Plan
 from openfl_like.runners.base import TaskOutcome, TaskRunner
 
 log = get_logger(__name__)
+
+
+# Called after each task of a round finished: (round, task name, metrics, samples used).
+# The envoy turns these into its experiment's metric stream; a failing listener is logged and
+# never stops the federation.
+TaskListener = Callable[[int, str, Mapping[str, float], int], None]
 
 
 class AggregatorPort(Protocol):
@@ -96,11 +102,12 @@ class CollaboratorSummary:
 
 class Collaborator:
     def __init__(self, name: str, port: AggregatorPort, runner: TaskRunner,
-                 settings: CollaboratorSettings) -> None:
+                 settings: CollaboratorSettings, *, on_task: TaskListener | None = None) -> None:
         self.name = name
         self.port = port
         self.runner = runner
         self.settings = settings
+        self.on_task = on_task
         self.summary = CollaboratorSummary(name)
         self._model_round: int | None = None
         self._stop = threading.Event()
@@ -195,6 +202,7 @@ class Collaborator:
                 outcome = self._execute(task)
                 result = TaskResult(ResultKey(self.name, round_number, task.name),
                                     data_size=outcome.data_size, metrics=dict(outcome.metrics))
+                self._notify(round_number, task.name, result)
                 if task.kind is TaskKind.TRAIN:
                     tensors = self.runner.get_weights()
                     results.insert(0, result)
@@ -209,6 +217,14 @@ class Collaborator:
             raise
         if results:
             self._send(round_number, results, tensors)
+
+    def _notify(self, round_number: int, task: str, result: TaskResult) -> None:
+        if self.on_task is None:
+            return
+        try:
+            self.on_task(round_number, task, dict(result.metrics), int(result.data_size))
+        except Exception as exc:  # a listener's failure is not the federation's
+            log.warning("%s: task listener failed: %s", self.name, exc)
 
     def _send(self, round_number: int, results: Sequence[TaskResult],
               tensors: Mapping[str, np.ndarray]) -> None:

@@ -116,3 +116,7 @@ class FakeLauncher:
 @pytest.fixture
 def fake_launcher() -> FakeLauncher:
     return FakeLauncher()
+
+
+# The envoy tests' fixture lives with its helpers; imported here so pytest finds it.
+from tests.unit.director.envoy_fixtures import make_envoy  # noqa: E402, F401
