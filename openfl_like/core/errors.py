@@ -97,6 +97,14 @@ class ResourceLimitError(ProtocolError):
     exit_code = 5
 
 
+class RefusedError(ProtocolError):
+    """A well-formed request the server will not take (a plan no envoy matches, a name already
+    used, an experiment in the wrong state): INVALID_ARGUMENT with the reason; never retried."""
+
+    code = "refused"
+    exit_code = 5
+
+
 class ResourceExhaustedError(OpenflLikeError):
     """The server is busy for this caller now (a per-peer cap); the same call may pass later."""
 

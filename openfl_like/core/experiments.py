@@ -48,6 +48,23 @@ class EventKind(str, enum.Enum):
     STATUS = "status"    # the experiment changed state; ``text`` is the state and its reason
 
 
+class FailureCode(enum.IntEnum):
+    """``SetExperimentFailed`` codes an envoy sends besides its collaborator's exit code
+    (0-255, or negative for a signal): above that range so the two never clash."""
+
+    REJECTED = 1001            # the envoy's operator rejected the experiment
+    FETCH_FAILED = 1002        # the package could not be downloaded or checked
+    START_FAILED = 1003        # the collaborator could not be started
+    INVALID_EXPERIMENT = 1004  # the package is not a runnable experiment at this envoy
+
+    @classmethod
+    def describe(cls, code: int) -> str:
+        try:
+            return cls(code).name.lower()
+        except ValueError:
+            return f"exit code {code}" if code >= 0 else f"signal {-code}"
+
+
 class BroadcastKind(str, enum.Enum):
     CANCEL = "cancel"        # the experiment named in the message was cancelled
     SHUTDOWN = "shutdown"    # the director is shutting down

@@ -24,6 +24,8 @@ from openfl_like.core.errors import (
     ConfigError,
     NotFoundError,
     PermissionDeniedError,
+    PlanError,
+    RefusedError,
     ResourceLimitError,
 )
 from openfl_like.core.experiments import (
@@ -33,6 +35,7 @@ from openfl_like.core.experiments import (
     ExperimentEvent,
     ExperimentKind,
     ExperimentState,
+    FailureCode,
     FeedbackItem,
     IncomingFile,
     OutgoingFile,
@@ -56,7 +59,7 @@ from openfl_like.plan.director_config import DirectorConfig
 
 log = get_logger(__name__)
 
-REJECTED_CODE = 2  # set_experiment_failed: the envoy's operator refused the experiment
+REJECTED_CODE = FailureCode.REJECTED  # set_experiment_failed: the envoy's operator refused
 STOP_GRACE_SECONDS = 15.0
 MAX_FEEDBACK_ITEMS = 1000  # per call: the rest is sent again (the reply says what is held)
 TEXT_LIMIT = 2000  # characters of one stored line or description
@@ -120,21 +123,37 @@ class Director(EnvoyDesk):
     # ------------------------------------------------------------------------------ intake
     def set_new_experiment(self, experimenter: str, submission: Submission,
                            files: Iterator[IncomingFile]) -> str:
-        name = str(check_name(submission.name, "experiment name"))
+        """Check and queue a package. A refusal the experimenter can act on (a bad plan, no
+        matching envoy, a taken name) is a RefusedError (INVALID_ARGUMENT) with the reason."""
         limit = self.settings.max_package_bytes
         if submission.total_size > limit:
             raise ResourceLimitError(f"package: {submission.total_size} bytes, over the "
                                      f"director's limit of {limit} bytes")
         with self._intake_lock:
+            try:
+                name = (str(check_name(submission.name, "experiment name")) if submission.name
+                        else self._default_name(experimenter))
+            except ConfigError as exc:
+                raise RefusedError(exc.message) from None
             if name in self._receiving or self._exists(name):
-                raise ConfigError(f"experiment {name!r} already exists on this director; "
-                                  "choose another name")
+                raise RefusedError(f"experiment {name!r} already exists on this director; "
+                                   "choose another name")
             self._receiving.add(name)
         try:
             return self._intake(experimenter, name, ExperimentKind(submission.kind), files)
+        except (PlanError, ConfigError) as exc:
+            raise RefusedError(exc.message) from None
         finally:
             with self._intake_lock:
                 self._receiving.discard(name)
+
+    def _default_name(self, experimenter: str) -> str:
+        """``<experimenter>-<n>``: the first n not taken (names stay unique per director)."""
+        number = 1
+        while (candidate := f"{experimenter}-{number}") in self._receiving or self._exists(
+                candidate):
+            number += 1
+        return candidate
 
     def _exists(self, name: str) -> bool:
         try:
@@ -235,8 +254,8 @@ class Director(EnvoyDesk):
 
     def trained_model(self, experimenter: str, experiment: str, which: str) -> OutgoingFile:
         if which not in MODEL_CHOICES:
-            raise ConfigError(f"which: must be one of {', '.join(MODEL_CHOICES)} "
-                              f"(got {which!r})")
+            raise RefusedError(f"which: must be one of {', '.join(MODEL_CHOICES)} "
+                               f"(got {which!r})")
         self._own(experimenter, experiment)
         folder = self.runner.paths(experiment).output_dir
         for file_name in TRAINED_MODELS[which]:
@@ -258,8 +277,8 @@ class Director(EnvoyDesk):
     def remove_experiment(self, experimenter: str, experiment: str) -> Mapping[str, Any]:
         record = self._own(experimenter, experiment)
         if not record.state.is_final:
-            raise ConfigError(f"experiment {experiment} is {record.state.value}: cancel it "
-                              "before removing it")
+            raise RefusedError(f"experiment {experiment} is {record.state.value}: cancel it "
+                               "before removing it")
         shutil.rmtree(self.runner.paths(experiment).root, ignore_errors=True)
         if record.state is not ExperimentState.REMOVED:
             self.runner.transition(experiment, ExperimentState.REMOVED,

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from openfl_like.core.errors import OpenflLikeError
+from openfl_like.core.experiments import FailureCode
 from openfl_like.core.logging import get_logger
 from openfl_like.director.envoy_approvals import (
     Decision,
@@ -35,12 +36,11 @@ from openfl_like.director.ports import EnvoyDirectorPort
 
 log = get_logger(__name__)
 
-# Error codes of set_experiment_failed that are not a collaborator's exit code (0..255, or
-# negative for a signal).
-REJECTED = 1001         # the envoy's operator rejected the experiment
-FETCH_FAILED = 1002     # the package could not be downloaded (or was too large)
-START_FAILED = 1003     # the collaborator could not be started
-INVALID_EXPERIMENT = 1004  # the experiment's name or package is unusable
+# set_experiment_failed codes beyond a collaborator's exit code (core.experiments.FailureCode)
+REJECTED = FailureCode.REJECTED
+FETCH_FAILED = FailureCode.FETCH_FAILED
+START_FAILED = FailureCode.START_FAILED
+INVALID_EXPERIMENT = FailureCode.INVALID_EXPERIMENT
 
 
 class RunState(str, enum.Enum):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from openfl_like.core.errors import ConfigError, NotFoundError, PermissionDeniedError, PlanError
+from openfl_like.core.errors import NotFoundError, PermissionDeniedError, RefusedError
 from openfl_like.core.experiments import (
     BroadcastKind,
     EventKind,
@@ -116,7 +116,7 @@ def test_owner_isolation(director: Director) -> None:
         director.experiment_status("alice", "nope")
     assert director.list_experiments("bob") == {"experiments": []}
     assert [e["name"] for e in director.list_experiments("alice")["experiments"]] == ["exp1"]
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(RefusedError, match="already exists"):
         submit(director, "exp1", owner="bob")
     assert {e["name"] for e in director.envoys("bob")["envoys"]} == {"site_a", "site_b"}
 
@@ -134,7 +134,7 @@ def test_allow_lists(tmp_path: Path, fake_launcher: FakeLauncher) -> None:
 
 def test_no_matching_envoy_is_refused_with_the_difference(director: Director) -> None:
     doc = plan_doc(data_contract={"features": [4], "label": "classes", "classes": ["x", "y"]})
-    with pytest.raises(PlanError, match="site_a: classes differ: plan"):
+    with pytest.raises(RefusedError, match="site_a: classes differ: plan"):
         submit(director, "exp1", doc=doc)
     with pytest.raises(NotFoundError):
         director.registry.experiment("exp1")

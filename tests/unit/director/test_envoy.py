@@ -12,8 +12,8 @@ from openfl_like.core.experiments import BroadcastKind, EventKind
 from openfl_like.director.envoy import Envoy
 from openfl_like.director.envoy_approvals import send_operator_command
 from openfl_like.plan.contract import contract_to_dict
-from tests.unit.director.envoy_fixtures import EnvoyFactory, alive
 from tests.unit.director.envoy_fakes import FakeDirector, site_config
+from tests.unit.director.envoy_fixtures import EnvoyFactory, alive
 
 
 def test_registration_sends_the_contract_and_sample_counts(tmp_path: Path,

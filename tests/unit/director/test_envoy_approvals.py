@@ -17,8 +17,8 @@ from openfl_like.director.envoy_approvals import (
     send_operator_command,
 )
 from openfl_like.director.envoy_experiment import REJECTED
-from tests.unit.director.envoy_fixtures import EnvoyFactory
 from tests.unit.director.envoy_fakes import FakeDirector, site_config
+from tests.unit.director.envoy_fixtures import EnvoyFactory
 
 
 def test_reject_over_the_socket_reports_the_reason(tmp_path: Path,
