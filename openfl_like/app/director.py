@@ -64,7 +64,7 @@ def start_director(config: DirectorConfig, *, pki: PkiStore, host: str | None = 
     if settings.tls:
         tls_files = TlsFiles.for_participant(pki, own.name)
         tls_files.read()  # fail early, naming the missing file
-    director = Director(config, pki_dir=Path(pki.root))
+    director = Director(config, pki_dir=Path(pki.root).resolve())
     server = DirectorGRPCServer(
         director, director_name=own.name, federation_uuid=own.federation,
         tls_files=tls_files, settings=settings, max_package_bytes=own.max_package_bytes,

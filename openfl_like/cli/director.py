@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
@@ -65,14 +64,13 @@ def envoys(as_json: bool, address: str, user: str, director_name: str, federatio
         return
     table = Table("envoy", "status", "last heartbeat", "samples (train/valid)", "data",
                   "running")
-    now = time.time()
     for row in rows:
         counts = row.get("sample_counts") or {}
         contract = row.get("contract") or {}
-        seen = row.get("last_heartbeat")
-        age = f"{now - float(seen):.1f} s ago" if isinstance(seen, (int, float)) else "-"
+        seen = row.get("last_heartbeat_age_seconds")
+        age = f"{float(seen):.1f} s ago" if isinstance(seen, (int, float)) else "-"
         data = f"{contract.get('features')} {contract.get('label', '')}".strip()
         table.add_row(str(row.get("name")), "online" if row.get("online") else "OFFLINE", age,
                       f"{counts.get('train', '-')}/{counts.get('valid', '-')}", data,
-                      ", ".join(row.get("running") or []) or "-")
+                      ", ".join(row.get("running_experiments") or []) or "-")
     Console().print(table)

@@ -14,6 +14,7 @@ import click
 
 from openfl_like.core.errors import OpenflLikeError
 from openfl_like.core.logging import configure_logging
+from openfl_like.core.parent import die_with_parent_from_env
 
 # name -> (module, attribute, short help); the module is imported only when the group is used.
 _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -84,6 +85,7 @@ def cli(log_level: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
+    die_with_parent_from_env()  # a director's aggregator, an envoy's collaborator (core.parent)
     try:
         result = cli.main(args=argv, prog_name="fx", standalone_mode=False)
     except click.exceptions.Abort:

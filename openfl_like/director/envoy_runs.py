@@ -2,7 +2,7 @@
 
 The child gets a pipe's write end as ``--events-fd``: one JSON line per finished task. Its
 stdout and stderr share one pipe (so their lines keep the order the child wrote them in) and
-are read line by line. The child dies with the envoy (Linux
+are read line by line. The child dies with the envoy (``core.parent``: Linux
 ``PR_SET_PDEATHSIG``: SIGTERM, so it still stops gracefully) and runs in its own session, so a
 Ctrl-C at the envoy's terminal reaches the envoy only, which then stops its children in order.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -29,11 +28,11 @@ from typing import IO
 
 from openfl_like.core.errors import ConfigError
 from openfl_like.core.logging import get_logger
+from openfl_like.core.parent import child_env
 
 log = get_logger(__name__)
 
 LAST_LINES = 20
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -62,30 +61,6 @@ def default_collaborator_command(spec: LaunchSpec) -> list[str]:
         "--data", str(spec.data_file), "--workspace", str(spec.workspace),
         "--events-fd", str(spec.events_fd),
     ]
-
-
-def _libc_prctl() -> Callable[[int, int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl: Callable[[int, int], int] = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-_PRCTL = _libc_prctl()  # looked up once in the parent: the child only calls it
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    def preexec() -> None:  # runs in the child between fork and exec: no locks, no logging
-        if _PRCTL is not None:
-            _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != parent_pid:  # the envoy died before the prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 def failure_description(lines: Sequence[str], code: int) -> str:
@@ -153,8 +128,7 @@ class CollaboratorProcess:
                 self._popen = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT, pass_fds=(write_fd,), cwd=spec.workspace,
-                    env=self._env, start_new_session=True,
-                    preexec_fn=_die_with_parent(os.getpid()),
+                    env=child_env(self._env), start_new_session=True,
                 )
             except OSError as exc:
                 raise ConfigError(f"cannot start the collaborator ({argv[0]}): "

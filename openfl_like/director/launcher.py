@@ -6,17 +6,16 @@ read by two threads that block on reads, and a third blocks on ``wait()``; none 
 callbacks run on those threads, in order per stream; ``on_exit`` runs after both streams have
 been read to their end, so every event precedes the exit.
 
-The child dies with the director: Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` is set in the
-child before exec (via ctypes), so a director killed with ``kill -9`` still leaves no orphan
-aggregator; SIGTERM makes the aggregator save its state, and the restarted director relaunches
-it, resuming. The signal follows the *thread* that forked, so launch from a long-lived thread
-(the director's scheduler thread does).
+The child dies with the director (``core.parent``: ``FX_PARENT_PID``, then
+``prctl(PR_SET_PDEATHSIG, SIGTERM)`` in the child), so a director killed with ``kill -9`` leaves
+no orphan aggregator; SIGTERM makes the aggregator save its state, and the restarted director
+relaunches it, resuming. The signal follows the *thread* that started the child, so launch from
+a long-lived thread (the director's scheduler thread does).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -30,10 +29,10 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from openfl_like.core.logging import get_logger
+from openfl_like.core.parent import child_env
 
 log = get_logger(__name__)
 
-PR_SET_PDEATHSIG = 1
 LAST_LINES = 20
 STOP_GRACE_SECONDS = 15.0
 
@@ -73,17 +72,6 @@ def aggregator_command(spec: LaunchSpec, events_fd: int) -> list[str]:
             "--events-fd", str(events_fd)]
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    def setup() -> None:  # runs in the child between fork and exec
-        if sys.platform.startswith("linux"):
-            with contextlib.suppress(OSError, AttributeError):
-                libc = ctypes.CDLL(None, use_errno=True)
-                libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-            if os.getppid() != parent:  # the parent died before prctl took effect
-                os.kill(os.getpid(), signal.SIGTERM)
-    return setup
-
-
 @dataclass
 class ProcessHandle:
     process: subprocess.Popen[str]
@@ -115,7 +103,7 @@ class SubprocessLauncher:
 
     def launch(self, spec: LaunchSpec, callbacks: LaunchCallbacks) -> AggregatorHandle:
         read_fd, write_fd = os.pipe()
-        env = dict(os.environ if self.env is None else self.env)
+        env = child_env(self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         spec.workspace.mkdir(parents=True, exist_ok=True)
         try:
@@ -123,7 +111,6 @@ class SubprocessLauncher:
                 aggregator_command(spec, write_fd), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                 pass_fds=(write_fd,), env=env, cwd=spec.workspace,
-                preexec_fn=_die_with_parent(os.getpid()),
             )
         except BaseException:
             os.close(read_fd)
