@@ -52,8 +52,15 @@ from openfl_like.director.events import EventLog
 from openfl_like.director.launcher import Launcher, SubprocessLauncher
 from openfl_like.director.matching import EnvoyView, choose_envoys, required_envoys
 from openfl_like.director.package import receive_and_check
-from openfl_like.director.registry import ExperimentRecord, Registry
+from openfl_like.director.registry import (
+    ENVOY_AWAITING,
+    ENVOY_OFFERED,
+    ENVOY_RUNNING,
+    ExperimentRecord,
+    Registry,
+)
 from openfl_like.director.scheduler import ExperimentRunner
+from openfl_like.director.views import is_online
 from openfl_like.plan.contract import contract_digest
 from openfl_like.plan.director_config import DirectorConfig
 
@@ -61,6 +68,8 @@ log = get_logger(__name__)
 
 REJECTED_CODE = FailureCode.REJECTED  # set_experiment_failed: the envoy's operator refused
 STOP_GRACE_SECONDS = 15.0
+# An envoy in one of these states may still send an ended experiment's last lines.
+SETTLING = (ENVOY_OFFERED, ENVOY_RUNNING, ENVOY_AWAITING)
 MAX_FEEDBACK_ITEMS = 1000  # per call: the rest is sent again (the reply says what is held)
 TEXT_LIMIT = 2000  # characters of one stored line or description
 TRAINED_MODELS = {"best": ("best_model.keras", "best_model.npz"),
@@ -247,10 +256,30 @@ class Director(EnvoyDesk):
                       wakeup: Wakeup) -> Iterable[ExperimentEvent]:
         self._own(experimenter, experiment)  # refused before the stream starts
 
-        def is_final() -> bool:
-            return self.registry.experiment(experiment).state.is_final
+        return self.events.stream(experiment, from_seq, wakeup=wakeup,
+                                  settled=lambda: self._settled_in(experiment))
 
-        return self.events.stream(experiment, from_seq, wakeup=wakeup, is_final=is_final)
+    def _settled_in(self, experiment: str) -> float | None:
+        """None while the experiment runs; once it ended, the seconds until its event log is
+        complete: 0 when every chosen envoy's part is over (done, failed, rejected) or it is
+        offline, else what is left of a grace of two heartbeat periods (plus one second) after
+        the end, for the envoys' last feedback, which may trail the aggregator's end."""
+        record = self.registry.experiment(experiment)
+        if not record.state.is_final:
+            return None
+        now = self.clock()
+        states = self.registry.envoy_states(experiment)
+        online = {e.name: is_online(e, now, self.settings.heartbeat_seconds)
+                  for e in self.registry.envoys()}
+        pending = [name for name in record.envoys if online.get(name)
+                   and name in states and states[name].state in SETTLING]
+        if not pending or record.state is ExperimentState.REMOVED:
+            return 0.0
+        grace = 2 * self.settings.heartbeat_seconds + 1.0
+        return max(0.0, (record.ended or now) + grace - now)
+
+    def envoy_state_changed(self, experiment: str) -> None:
+        self.events.wake(experiment)  # a stream waiting for the envoys to settle re-checks
 
     def trained_model(self, experimenter: str, experiment: str, which: str) -> OutgoingFile:
         if which not in MODEL_CHOICES:

@@ -72,6 +72,9 @@ class EnvoyDesk:
         for wakeup in wakeups:
             wakeup.wake()
 
+    def envoy_state_changed(self, experiment: str) -> None:
+        """Hook: an envoy's part in ``experiment`` changed (the Director wakes its streams)."""
+
     def _offer(self, record: ExperimentRecord) -> None:
         """An experiment started: wake its envoys' parked long-polls."""
         self._wake_envoys(record.envoys)
@@ -84,20 +87,23 @@ class EnvoyDesk:
             raise NotFoundError(f"envoy {envoy} is not registered: send its shard info first")
         states = self.registry.states_of_envoy(envoy)
         running_set, awaiting_set = set(running), set(awaiting_approval)
-        for record in self.registry.experiments(states=ACTIVE):
-            if envoy not in record.envoys:
-                continue
-            before = states.get(record.name)
-            if record.name in running_set:
+        # Active experiments it was chosen for, and ended ones it was still running: those get
+        # "done" once it stops reporting them (its last feedback is in by then).
+        names = {r.name for r in self.registry.experiments(states=ACTIVE) if envoy in r.envoys}
+        names |= {n for n, state in states.items() if state in (ENVOY_RUNNING, ENVOY_AWAITING)}
+        for name in sorted(names):
+            before = states.get(name)
+            if name in running_set:
                 after = ENVOY_RUNNING
-            elif record.name in awaiting_set:
+            elif name in awaiting_set:
                 after = ENVOY_AWAITING
             elif before in (ENVOY_RUNNING, ENVOY_AWAITING):
                 after = ENVOY_DONE  # it stopped without a failure report: its part is over
             else:
                 continue
             if after != before:
-                self.registry.set_envoy_state(record.name, envoy, after, now=now)
+                self.registry.set_envoy_state(name, envoy, after, now=now)
+                self.envoy_state_changed(name)
         return self.settings.heartbeat_seconds
 
     def wait_experiment(self, envoy: str, wait_seconds: float, *,

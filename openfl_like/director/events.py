@@ -9,6 +9,7 @@ follower of that experiment at once: no polling.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -61,18 +62,25 @@ class EventLog:
                         del self._followers[experiment]
 
     def stream(self, experiment: str, from_seq: int, *, wakeup: Wakeup,
-               is_final: Callable[[], bool]) -> Iterator[ExperimentEvent]:
+               settled: Callable[[], float | None]) -> Iterator[ExperimentEvent]:
         """Events from ``from_seq`` on; then each new one as it comes. Ends after the last
-        event of a final experiment, or when ``wakeup`` is cancelled.
+        event once the log is complete, or when ``wakeup`` is cancelled.
 
-        ``is_final`` is read before each page: an experiment's final STATUS event is stored in
-        the same transaction as its final state, so a page read after seeing "final" holds it.
+        ``settled`` is read before each page: None while the experiment runs, else the seconds
+        until its log is complete (0: it is). An experiment's final STATUS event is stored in
+        the same transaction as its final state, so a page read after seeing it final holds it;
+        its envoys' last lines may still come, for at most the time ``settled`` says.
         """
         next_seq = max(1, from_seq)
+        end_by: float | None = None  # monotonic: the grace counts from when the end is seen
         with self._following(experiment, wakeup):
             while not wakeup.cancelled:
                 seen = wakeup.seq
-                final = is_final()
+                remaining = settled()
+                if remaining is not None:
+                    if end_by is None:
+                        end_by = time.monotonic() + remaining
+                    remaining = min(remaining, max(0.0, end_by - time.monotonic()))
                 page = self.registry.events(experiment, next_seq, PAGE)
                 for event in page:
                     if wakeup.cancelled:
@@ -81,6 +89,6 @@ class EventLog:
                     next_seq = event.seq + 1
                 if len(page) == PAGE:
                     continue
-                if final:
+                if remaining is not None and remaining <= 0:
                     return
-                wakeup.wait(seen, None)
+                wakeup.wait(seen, remaining)

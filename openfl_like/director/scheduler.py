@@ -255,7 +255,12 @@ class ExperimentRunner:
                                    round_number=int(metrics.get("rounds", 0)))
 
     def _on_round(self, name: str, record: Mapping[str, Any], now: float) -> None:
+        """A closed round's aggregated metrics, one event per task, timed when the aggregator
+        closed the round (so an experimenter can see how late it arrives)."""
         round_number = int(record.get("round", 0))
+        closed_at = record.get("closed_at")
+        if isinstance(closed_at, (int, float)) and 0 < closed_at <= now:
+            now = float(closed_at)
         metrics = record.get("metrics") or {}
         for task, values in sorted(metrics.items()):
             scalars = {k: float(v) for k, v in (values or {}).items()

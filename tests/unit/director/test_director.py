@@ -14,6 +14,7 @@ from openfl_like.core.errors import NotFoundError, PermissionDeniedError, Refuse
 from openfl_like.core.experiments import (
     BroadcastKind,
     EventKind,
+    ExperimentEvent,
     ExperimentKind,
     ExperimentState,
     Submission,
@@ -208,15 +209,28 @@ def test_metrics_stream_and_feedback(director: Director, fake_launcher: FakeLaun
     handle.callbacks.on_event({"type": "round", "round": 0, "metrics": {
         "train": {"loss": 0.7}}, "per_collaborator": {"site_a": {"train": {"loss": 0.7}}}})
     from openfl_like.core.experiments import FeedbackItem
+    director.update_envoy_status("site_a", ["exp1"], [])  # its collaborator runs
     assert director.experiment_feedback("site_a", "exp1", [
         FeedbackItem(seq=1, time=1.0, kind=EventKind.LOG, text="epoch 1")]) == 1
     handle.finish({"valid_accuracy": 0.9})
     wait_state(director, "exp1", ExperimentState.FINISHED)
-    events = list(director.metric_stream("alice", "exp1", 1, wakeup=Wakeup()))
+    # Ended, but site_a still runs it: its last lines may trail, so a follower waits for them
+    # (up to the grace) and gets them, and ends as soon as site_a reports its part over.
+    events: list[ExperimentEvent] = []
+    follower = threading.Thread(target=lambda: events.extend(
+        director.metric_stream("alice", "exp1", 1, wakeup=Wakeup())))
+    started = time.monotonic()
+    follower.start()
+    assert director.experiment_feedback("site_a", "exp1", [
+        FeedbackItem(seq=2, time=2.0, kind=EventKind.LOG, text="last line")]) == 2
+    director.update_envoy_status("site_a", [], [])
+    follower.join(10)
+    assert not follower.is_alive() and time.monotonic() - started < 5
+    assert events[-1].text == "last line"
     kinds = [(e.kind, e.source, e.task) for e in events]
     assert (EventKind.METRICS, "aggregator", "train") in kinds
     assert (EventKind.LOG, "site_a", "") in kinds
-    assert events[-1].kind is EventKind.STATUS and events[-1].text == "finished"
+    assert events[-2].kind is EventKind.STATUS and events[-2].text == "finished"
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     status = director.experiment_status("alice", "exp1")
     assert status["round"] == 0 and status["last_metrics"] == {"train": {"loss": 0.7}}

@@ -23,7 +23,7 @@ def test_stream_resumes_from_seq_and_ends_when_final(tmp_path: Path) -> None:
     log = _log(tmp_path)
     for i in range(PAGE + 5):  # more than a page: read from SQLite in pages
         log.append("exp", time=float(i), kind=EventKind.LOG, source="aggregator", text=str(i))
-    events = list(log.stream("exp", 3, wakeup=Wakeup(), is_final=lambda: True))
+    events = list(log.stream("exp", 3, wakeup=Wakeup(), settled=lambda: 0.0))
     assert [e.seq for e in events] == list(range(3, PAGE + 7))
     assert log.followers("exp") == 0
     log.registry.close()
@@ -37,7 +37,7 @@ def test_waiter_is_woken_within_milliseconds_and_cancel_ends_the_stream(tmp_path
     parked = threading.Event()
 
     def follow() -> None:
-        for event in log.stream("exp", 2, wakeup=wakeup, is_final=lambda: False):
+        for event in log.stream("exp", 2, wakeup=wakeup, settled=lambda: None):
             got.append((event, time.monotonic()))
     thread = threading.Thread(target=follow)
     thread.start()
@@ -67,7 +67,7 @@ def test_end_of_experiment_wakes_and_ends_the_stream(tmp_path: Path) -> None:
     final = threading.Event()
     out: list[int] = []
     thread = threading.Thread(target=lambda: out.extend(
-        e.seq for e in log.stream("exp", 1, wakeup=Wakeup(), is_final=final.is_set)))
+        e.seq for e in log.stream("exp", 1, wakeup=Wakeup(), settled=lambda: 0.0 if final.is_set() else None)))
     thread.start()
     deadline = time.monotonic() + 5
     while log.followers("exp") == 0 and time.monotonic() < deadline:
@@ -77,4 +77,27 @@ def test_end_of_experiment_wakes_and_ends_the_stream(tmp_path: Path) -> None:
     log.wake("exp")
     thread.join(5)
     assert not thread.is_alive() and out == [1, 2]
+    log.registry.close()
+
+
+def test_a_settling_experiment_waits_for_late_lines_then_ends_by_itself(tmp_path: Path) -> None:
+    """Ended, but an envoy's last feedback may trail: the stream waits up to the grace
+    ``settled`` gives, takes what arrives meanwhile, and ends without any further wake-up."""
+    log = _log(tmp_path)
+    log.append("exp", time=1.0, kind=EventKind.STATUS, source="director", text="finished")
+    deadline = time.monotonic() + 0.6
+    out: list[str] = []
+
+    def settled() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    thread = threading.Thread(target=lambda: out.extend(
+        e.source for e in log.stream("exp", 1, wakeup=Wakeup(), settled=settled)))
+    thread.start()
+    time.sleep(0.2)
+    log.append("exp", time=2.0, kind=EventKind.LOG, source="env_a", text="late line")
+    thread.join(5)
+    assert not thread.is_alive()
+    assert out == ["director", "director", "env_a"]  # queued, finished, the late line
+    assert time.monotonic() >= deadline - 0.05
     log.registry.close()
