@@ -66,8 +66,11 @@ def test_end_of_experiment_wakes_and_ends_the_stream(tmp_path: Path) -> None:
     log = _log(tmp_path)
     final = threading.Event()
     out: list[int] = []
+    def settled() -> float | None:
+        return 0.0 if final.is_set() else None
+
     thread = threading.Thread(target=lambda: out.extend(
-        e.seq for e in log.stream("exp", 1, wakeup=Wakeup(), settled=lambda: 0.0 if final.is_set() else None)))
+        e.seq for e in log.stream("exp", 1, wakeup=Wakeup(), settled=settled)))
     thread.start()
     deadline = time.monotonic() + 5
     while log.followers("exp") == 0 and time.monotonic() < deadline:
