@@ -59,8 +59,15 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=1, sort_keys=True))
 
 
+def _value(key: str, value: float) -> str:
+    """Counts (samples, rounds) as integers, everything else with 4 decimals."""
+    if (key == "rounds" or key.endswith("samples")) and float(value).is_integer():
+        return str(int(value))
+    return f"{value:.4f}"
+
+
 def _shown(metrics: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+    return ", ".join(f"{k}={_value(k, v)}" for k, v in sorted(metrics.items()))
 
 
 def describe_event(event: ExperimentEvent) -> str:
@@ -160,9 +167,8 @@ def _print_status(status: Mapping[str, Any]) -> None:
                 click.echo(f"    | {line}")
     final = status.get("final_metrics") or {}
     if final:
-        click.echo("final: " + ", ".join(
-            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in sorted(final.items())))
+        click.echo("final: " + _shown({k: v for k, v in final.items()
+                                        if isinstance(v, (int, float))}))
     for envoy, metrics in sorted((status.get("validation") or {}).get("per_envoy", {}).items()):
         click.echo(f"  {envoy}: {_shown(metrics)}")
     weighted = (status.get("validation") or {}).get("weighted")
@@ -221,8 +227,8 @@ def _follow(lab: Experimenter, name: str, *, metrics_only: bool, envoy: str | No
                + (f": {final['reason']}" if final.get("reason") else ""))
     line = (final.get("final_metrics") or {})
     if line:
-        click.echo("final: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(line.items())
-                                          if isinstance(v, float)))
+        click.echo("final: " + _shown({k: v for k, v in line.items()
+                                        if isinstance(v, (int, float))}))
 
 
 @experiment.command("metrics")

@@ -51,6 +51,7 @@ def wait_for_envoys(pki: str, deadline: float) -> None:
 
 
 def main() -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
     pki = os.environ.get("FX_PKI_DIR", str(ROOT / "pki"))
     from openfl_like.app.workspace import ensure_director_pki
     from openfl_like.pki import PkiStore
