@@ -168,6 +168,34 @@ class _FarewellTracker:
         return self.inner.awaiting_farewell(told, dropped_too=dropped_too)
 
 
+def weights_from_file(plan: Plan, reference: Mapping[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+    """``aggregator.initial_weights`` (.npz, no pickle), checked against the runner's own
+    initial weights: the same tensor names, shapes and dtypes, finite values."""
+    path = Path(plan.aggregator.initial_weights).expanduser()
+    if not path.is_absolute():
+        path = plan.plan_dir / path
+    where = f"aggregator.initial_weights: {path}"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            loaded = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot be read as NumPy weights ({exc})") from None
+    if set(loaded) != set(reference):
+        missing = sorted(set(reference) - set(loaded))
+        extra = sorted(set(loaded) - set(reference))
+        raise ConfigError(f"{where}: tensors differ from the model's (missing {missing}, "
+                          f"unexpected {extra})")
+    for name, want in reference.items():
+        got = loaded[name]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise ConfigError(f"{where}: {name} is {got.dtype}{list(got.shape)}, the model "
+                              f"needs {want.dtype}{list(want.shape)}")
+        if got.dtype.kind in "fc" and not np.isfinite(got).all():
+            raise ConfigError(f"{where}: {name} has values that are not finite")
+    return loaded
+
+
 def uses_digits(plan: Plan) -> bool:
     """The plan trains on the built-in digits: no data contract and only shard indices."""
     return plan.data_contract is None and plan.data.loader == "digits" and all(
@@ -416,6 +444,8 @@ def start_aggregator(
         if not StateStore(ws.state_dir).exists():
             params = runner_params(plan, allow_custom=allow_custom)
             initial = initial_weights(plan.task_runner.name, seed=plan.data.seed, **params)
+            if plan.aggregator.initial_weights:
+                initial = weights_from_file(plan, initial)
         # release_free_heap: without it the heap keeps the freed chunks of every upload
         # resident, through aggregation and on into later rounds (see transport.memory).
         aggregator = Aggregator(plan, initial_weights=initial, state_dir=ws.state_dir,

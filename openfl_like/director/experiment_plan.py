@@ -34,6 +34,7 @@ log = get_logger(__name__)
 # this build's plan schema knows it (another change adds it).
 CLIENT_ROLE_KEY = "client_role"
 CLIENT_ROLE = "envoy"
+FIRST_RETRY_SECONDS = 0.1
 # data.yaml value of each envoy: the envoy passes its own data description with --data.
 LOCAL_DATA = "local"
 
@@ -78,9 +79,14 @@ def experiment_plan_doc(doc: Mapping[str, Any], *, kind: ExperimentKind, aggrega
             out["tasks"] = [TaskKind.VALIDATE_GLOBAL.value, *tasks]
     out["aggregator"] = aggregator
     network = dict(out.get("network") or {})
+    # The envoys start their collaborators while the aggregator starts: a short first backoff
+    # lets them join as soon as it listens (the plan may say otherwise).
+    network.setdefault("retry_initial_seconds", FIRST_RETRY_SECONDS)
     if CLIENT_ROLE_KEY in NETWORK_KEYS:
         network[CLIENT_ROLE_KEY] = CLIENT_ROLE
     out["network"] = network
+    if model_file.endswith(".npz"):
+        aggregator["initial_weights"] = model_file  # the aggregator starts from these weights
     if model_file.endswith(".keras"):
         runner = dict(out.get("task_runner") or {})
         params = dict(runner.get("params") or {})

@@ -27,6 +27,7 @@ LOCAL_KEYS: tuple[str, ...] = (
     "aggregator.write_tensorboard",
     "aggregator.write_plot",
     "aggregator.test_data",
+    "aggregator.initial_weights",
     "collaborator.heartbeat_seconds",
     "network",
     "collaborators",

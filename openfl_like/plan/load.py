@@ -315,6 +315,8 @@ def _parse_aggregator(s: _Section) -> AggregatorSettings:
         write_tensorboard=s.boolean("write_tensorboard", d.write_tensorboard),
         write_plot=s.boolean("write_plot", d.write_plot),
         test_data=d.test_data if s.get("test_data", None) is None else s.string("test_data"),
+        initial_weights=(d.initial_weights if s.get("initial_weights", None) is None
+                         else s.string("initial_weights")),
     )
     s.done()
     return result

@@ -54,6 +54,10 @@ class AggregatorSettings:
     # The aggregator's held-out test data: a data description file (like a site's), relative to
     # the plan folder; "" = none. Aggregator-local (not in the digest): sites need not have it.
     test_data: str = ""
+    # The initial global model as NumPy weights (.npz: the runner's tensor names, shapes and
+    # dtypes; no pickle), relative to the plan folder; "" = the runner's own initialisation.
+    # Aggregator-local: collaborators receive the model from the aggregator.
+    initial_weights: str = ""
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,18 @@ def test_experiment_streams_metrics_and_the_model_gives_the_reported_accuracy(
     scores = evaluate_weights("numpy", load_npz(out), x, y, **NUMPY_PARAMS)
     assert scores["accuracy"] == pytest.approx(reported, abs=1e-6)
     assert reported > 0.8
-    # the list shows it, with its envoys
+    # the list shows it
     listed = json.loads(lab.fx_ok("experiment", "list", "--json").stdout)
     assert [row["name"] for row in listed] == ["digits1"]
+    # validating that model at the envoys (no training) gives what the last round measured
+    folder = lab.root / "experiments" / "digits1"
+    checked = lab.fx_ok("experiment", "validate", folder, "--model", out, "--name", "check1",
+                        timeout=180)
+    assert "weighted:" in checked.stdout, checked.stdout
+    validation = lab.status("check1")["validation"]
+    assert set(validation["per_envoy"]) == {"env_a", "env_b"}
+    trained = status["last_metrics"]["aggregated_model_validation"]["accuracy"]
+    assert validation["weighted"]["accuracy"] == pytest.approx(trained, abs=1e-9)
 
 
 def test_two_experimenters_at_once_and_neither_sees_the_other(lab: DirectorLab) -> None:
