@@ -144,7 +144,7 @@ def test_collaborator_killed_mid_round_round_closes_at_deadline(
 # --------------------------------------------------------------------------------------- bad input
 def test_invalid_plan_is_one_error_line(tmp_path: Path, shared_pki: Path) -> None:
     # Prepare
-    plan = copy_plan("numpy_digits", tmp_path / "plan", {"aggregator.rounds_to_train": 0})
+    plan = copy_plan("numpy_digits", tmp_path / "plan", {"aggregator.rounds_to_train": -1})
     workspace = tmp_path / "ws"
 
     # Execute
@@ -156,7 +156,7 @@ def test_invalid_plan_is_one_error_line(tmp_path: Path, shared_pki: Path) -> Non
 
     # Assert: the exact line and exit 2 from validate; the same refusal elsewhere; nothing made.
     line = assert_clean_error(validate)
-    assert line == "fx: error: plan.yaml: aggregator.rounds_to_train: must be > 0 (got 0)"
+    assert line == "fx: error: plan.yaml: aggregator.rounds_to_train: must be >= 0 (got -1)"
     assert validate.returncode == 2
     for result in (start, plan_run):
         assert assert_clean_error(result) == line
