@@ -84,13 +84,15 @@ class DirectorLab:
             yaml.safe_dump({"loader": "digits_test", "params": {}}))
         low = free_port()
         self.write_director_config(aggregator_ports=[low, low + 30])
-        (self.root / "envoy.yaml").write_text(yaml.safe_dump({
-            "envoy": {"director": {"host": "127.0.0.1", "port": self.port, "name": "director",
-                                   "federation": FEDERATION},
-                      "workspace": "workspace/{name}", "description": "digits shard"},
-            "data": "data/{name}.yaml",
-            "contract": dict(DIGITS_CONTRACT),
-        }, sort_keys=False))
+        for config, review in (("envoy.yaml", False), ("envoy_review.yaml", True)):
+            (self.root / config).write_text(yaml.safe_dump({
+                "envoy": {"director": {"host": "127.0.0.1", "port": self.port,
+                                       "name": "director", "federation": FEDERATION},
+                          "workspace": "workspace/{name}", "description": "digits shard",
+                          "review_experiments": review},
+                "data": "data/{name}.yaml",
+                "contract": dict(DIGITS_CONTRACT),
+            }, sort_keys=False))
 
     def write_director_config(self, **changes: Any) -> None:
         director = {

@@ -17,7 +17,7 @@ import pytest
 
 from openfl_like.data.digits import load_digits_test_set
 from openfl_like.runners.registry import evaluate_weights
-from tests.e2e.conftest import ProcessRegistry, assert_clean_error, load_npz
+from tests.e2e.conftest import ProcessRegistry, assert_clean_error, load_npz, run_fx
 from tests.e2e.director_lab import DirectorLab, numpy_plan
 
 pytestmark = pytest.mark.e2e
@@ -144,6 +144,34 @@ def test_director_killed_with_kill9_restarts_with_its_experiments_and_finishes_o
     # it finished because the restarted director relaunched its aggregator, which resumed
     logs = lab.fx_ok("experiment", "logs", "survivor").stdout
     assert "resuming federation" in logs, logs
+
+
+def test_a_reviewing_envoy_holds_an_experiment_until_its_operator_decides(
+        lab: DirectorLab) -> None:
+    lab.start_director()
+    lab.start_envoy("env_a")
+    lab.start_envoy("env_b", config="envoy_review.yaml")
+    lab.wait_envoys_online(("env_a", "env_b"))
+    review = ["-n", "env_b", "-c", str(lab.root / "envoy_review.yaml")]
+    # approved: the experimenter sees it wait at env_b, then it runs to the end
+    assert lab.submit("reviewed", numpy_plan(rounds=1)).returncode == 0
+    waiting = lab.wait_for(lambda s: "env_b" in (s.get("awaiting_approval") or []),
+                           lambda: lab.status("reviewed"), timeout=60,
+                           what="reviewed awaiting env_b's approval")
+    assert waiting["state"] == "awaiting_approval", waiting
+    approved = run_fx("envoy", "approve", "reviewed", *review, cwd=lab.root)
+    assert approved.returncode == 0, approved.stderr
+    assert lab.wait_state("reviewed", ("finished", "failed"), timeout=120)["state"] == "finished"
+    # rejected: the reason reaches the experimenter
+    assert lab.submit("refused", numpy_plan(rounds=1, min_collaborators=2)).returncode == 0
+    lab.wait_for(lambda s: "env_b" in (s.get("awaiting_approval") or []),
+                 lambda: lab.status("refused"), timeout=60, what="refused awaiting env_b")
+    rejected = run_fx("envoy", "reject", "refused", *review, "--reason", "not on weekends",
+                      cwd=lab.root)
+    assert rejected.returncode == 0, rejected.stderr
+    final = lab.wait_state("refused", ("failed",), timeout=60)
+    assert final["envoys"]["env_b"]["state"] == "rejected", final
+    assert "not on weekends" in final["envoys"]["env_b"]["reason"], final
 
 
 # ------------------------------------------------------------------------------ refusals
