@@ -45,6 +45,7 @@ from openfl_like.core.messages import (
 )
 from openfl_like.core.waiting import Wakeup
 from openfl_like.federation.aggregator import Aggregator
+from openfl_like.federation.outputs import write_final_test
 from openfl_like.federation.state import StateStore
 from openfl_like.pki import PkiStore
 from openfl_like.plan.schema import Plan
@@ -279,6 +280,10 @@ class RunningAggregator:
             save_native_model(name, self.aggregator.best_weights(), out / "best_model.keras",
                               **params)
         atomic_write(self.workspace.final_metrics_path, json.dumps(metrics, indent=1))
+        write_final_test(out, self.aggregator.history, metrics,  # metrics, TensorBoard, plot
+                         step=plan.aggregator.rounds_to_train,
+                         tensorboard=plan.aggregator.write_tensorboard,
+                         plot=plan.aggregator.write_plot)
         return metrics
 
     def _say_farewell(self) -> None:
