@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo demo-director demo-pki examples-data lint bench proto clean
+.PHONY: install test test-fast demo demo-director demo-pki examples-data lint bench proto docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench: $(STAMP)  ## benchmarks: print figures and ratios against this machine's 
 
 proto: $(STAMP)  ## regenerate the committed *_pb2 modules from openfl_like/protocol/proto
 	$(BIN)/python -m openfl_like.protocol.generate
+
+docs: $(STAMP)  ## regenerate docs/plan_reference.md from the plan schema (a test compares them)
+	$(BIN)/python -m openfl_like.plan.reference > docs/plan_reference.md
 
 clean:  ## remove the virtualenv, caches and generated workspace files (keeps pki/README.md)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info workspace

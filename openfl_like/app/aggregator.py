@@ -45,7 +45,9 @@ from openfl_like.core.messages import (
 )
 from openfl_like.core.waiting import Wakeup
 from openfl_like.federation.aggregator import Aggregator
+from openfl_like.federation.outputs import write_final_test
 from openfl_like.federation.state import StateStore
+from openfl_like.federation.uploads import clear_staging
 from openfl_like.pki import PkiStore
 from openfl_like.plan.schema import Plan
 from openfl_like.runners.registry import evaluate_weights, initial_weights, save_native_model
@@ -227,6 +229,27 @@ class RunningAggregator:
             return self.final_metrics
         finally:
             self.stop()
+            self._after_run()
+
+    def _after_run(self) -> None:
+        """The process is about to exit: status.json keeps how it ended (what `fx aggregator
+        status` shows once nobody refreshes it) and an ended federation's staging is removed."""
+        try:
+            agg = self.aggregator
+            if agg.failed:
+                phase, extra = "failed", {}
+            elif agg.done and self.final_metrics:
+                phase, extra = "done", {}  # (write_status adds them as "final_test")
+            elif agg.done:
+                phase, extra = "failed", {"failed": "the final evaluation or export did not "
+                                          "complete (see the log); a restart redoes it"}
+            else:
+                phase, extra = "stopped", {}
+            self.write_status(phase=phase, running=False, ended_unix=time.time(), **extra)
+            if agg.failed or (agg.done and self.final_metrics):
+                clear_staging(StateStore(self.workspace.state_dir))
+        except Exception:  # the run's own outcome (returned or raised) matters more
+            log.exception("could not record how the run ended in %s", self.workspace.root)
 
     def _stop_gracefully(self) -> dict[str, Any]:
         log.info("stopping on request: no new work; in-flight uploads get %.0f s; the state is "
@@ -279,6 +302,10 @@ class RunningAggregator:
             save_native_model(name, self.aggregator.best_weights(), out / "best_model.keras",
                               **params)
         atomic_write(self.workspace.final_metrics_path, json.dumps(metrics, indent=1))
+        write_final_test(out, self.aggregator.history, metrics,  # metrics, TensorBoard, plot
+                         step=plan.aggregator.rounds_to_train,
+                         tensorboard=plan.aggregator.write_tensorboard,
+                         plot=plan.aggregator.write_plot)
         return metrics
 
     def _say_farewell(self) -> None:

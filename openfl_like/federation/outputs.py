@@ -7,6 +7,11 @@ events are written with tensorboard's record writer and protos into a plain file
 installed (seconds of start-up and hundreds of MB in the aggregator). When tensorboard is not
 installed only CSV/JSON are written (``tensorboard_available`` says which).
 matplotlib is imported lazily with the Agg backend, only when the plot is written.
+
+The held-out test of the final model (``write_final_test``, after the application evaluated it)
+goes into the same files: a ``final_test`` entry of the last round (JSON; ``final_test/<metric>``
+columns in its CSV row), ``final_test/<metric>`` scalars at step ``rounds_to_train`` (a fixed-name
+event file, so a resumed run that redoes it does not duplicate them) and a marker on the plot.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ PLOT_PNG = "metrics.png"
 FINAL_NPZ = "final_model.npz"
 BEST_NPZ = "best_model.npz"
 TASK_ORDER = ("aggregated_model_validation", "train", "locally_tuned_model_validation")
+FINAL_TEST = "final_test"  # key of the last round's record, prefix of its columns and tags
+# "tfevents" makes TensorBoard read it; "final" sorts it after the time-stamped round files.
+FINAL_EVENTS = "events.out.tfevents.final"
 
 
 def flatten_round(record: Mapping[str, Any]) -> dict[str, float | int | str]:
@@ -49,6 +57,8 @@ def flatten_round(record: Mapping[str, Any]) -> dict[str, float | int | str]:
     for task in TASK_ORDER:
         for metric, value in sorted(record.get("metrics", {}).get(task, {}).items()):
             row[f"{task}/{metric}"] = value
+    for metric, value in sorted(record.get(FINAL_TEST, {}).items()):
+        row[f"{FINAL_TEST}/{metric}"] = value
     return row
 
 
@@ -76,14 +86,16 @@ def save_npz(path: Path, weights: Mapping[str, np.ndarray]) -> None:
 
 
 class _TensorBoard:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, stream: Any = None) -> None:
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
 
         folder.mkdir(parents=True, exist_ok=True)
         self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-        self._writer = RecordWriter(open(folder / name, "ab"))  # noqa: SIM115 - closed in close()
+        if stream is None:
+            name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+            stream = open(folder / name, "ab")  # noqa: SIM115 - closed in close()
+        self._writer = RecordWriter(stream)
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def _write(self, event: Any) -> None:
@@ -212,8 +224,59 @@ class OutputWriter:
             self._tb = None
 
 
-def write_plot(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
-    """PNG with accuracy and loss per round, one line per task."""
+def final_test_scores(final: Mapping[str, Any]) -> dict[str, float]:
+    """The held-out test metrics of the final metrics (``test_accuracy`` -> ``accuracy``)."""
+    return {k.removeprefix("test_"): float(v) for k, v in final.items()
+            if k.startswith("test_") and k != "test_samples" and isinstance(v, (int, float))
+            and not isinstance(v, bool)}
+
+
+def write_final_test(folder: str | os.PathLike[str], history: Sequence[Mapping[str, Any]],
+                     final: Mapping[str, Any], *, step: int, tensorboard: bool = True,
+                     plot: bool = True) -> bool:
+    """Add the final model's held-out test metrics (``test_*`` of ``final``) to the metrics
+    files, TensorBoard (at ``step``) and the plot; False when ``final`` has none."""
+    scores = final_test_scores(final)
+    if not scores or not history:
+        return False
+    out = Path(folder)
+    marked = [*history[:-1], {**history[-1], FINAL_TEST: scores}]
+    replace_derived(out / METRICS_CSV, metrics_csv(marked).encode())
+    replace_derived(out / METRICS_JSON, metrics_json([json.dumps(r) for r in marked]).encode())
+    if tensorboard:
+        try:
+            buffer = io.BytesIO()
+            board = _TensorBoard(out / "tensorboard", stream=buffer)
+            board.scalars(step, {f"{FINAL_TEST}/{k}": v for k, v in scores.items()})
+            replace_derived(out / "tensorboard" / FINAL_EVENTS, buffer.getvalue())
+        except ImportError:
+            pass  # (OutputWriter has said that tensorboard is missing)
+    if plot:
+        write_plot(out / PLOT_PNG, history, final_test=scores, final_step=step)
+    return True
+
+
+def plot_series(history: Sequence[Mapping[str, Any]], metric: str,
+                final_test: Mapping[str, float] | None = None, final_step: int = 0
+                ) -> list[tuple[str, list[float], list[float]]]:
+    """The lines of one panel of the plot: (label, rounds, values) per task, then the final
+    test as a single point at ``final_step``."""
+    series: list[tuple[str, list[float], list[float]]] = []
+    for task in TASK_ORDER:
+        points = [(r["round"], r["metrics"][task][metric]) for r in history
+                  if metric in r.get("metrics", {}).get(task, {})]
+        if points:
+            series.append((task.replace("_", " "), [float(p[0]) for p in points],
+                           [float(p[1]) for p in points]))
+    if final_test and metric in final_test:
+        series.append(("final test", [float(final_step)], [final_test[metric]]))
+    return series
+
+
+def write_plot(path: Path, history: Sequence[Mapping[str, Any]], *,
+               final_test: Mapping[str, float] | None = None, final_step: int = 0) -> None:
+    """PNG with accuracy and loss per round, one line per task, and the final model's
+    held-out test as a star (with a dashed level line) when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,12 +285,13 @@ def write_plot(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     try:
         for axis, metric in zip(axes, ("accuracy", "loss"), strict=True):
-            for task in TASK_ORDER:
-                points = [(r["round"], r["metrics"][task][metric]) for r in history
-                          if metric in r.get("metrics", {}).get(task, {})]
-                if points:
-                    xs, ys = zip(*points, strict=True)
-                    axis.plot(xs, ys, marker="o", label=task.replace("_", " "))
+            for label, xs, ys in plot_series(history, metric, final_test, final_step):
+                if label == "final test":
+                    axis.axhline(ys[0], linestyle="--", linewidth=0.8, color="black", alpha=0.5)
+                    axis.plot(xs, ys, marker="*", markersize=14, linestyle="none",
+                              color="black", label=f"final test {metric}: {ys[0]:.4f}")
+                else:
+                    axis.plot(xs, ys, marker="o", label=label)
             axis.set_xlabel("round")
             axis.set_title(metric)
             axis.grid(alpha=0.3)

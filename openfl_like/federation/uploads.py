@@ -4,11 +4,13 @@ Over gRPC each tensor arrives chunk by chunk (``TensorStream``: layout checked f
 values of every chunk), so an upload holds about one chunk in memory whatever its size. Any
 refusal (bad layout, bytes or values, a broken stream, a full disk) removes the file before the
 update could be journalled, so a refused update leaves nothing behind. The staged file's layout,
-with a CRC-32 per tensor, goes into the journal line that applies it.
+with a CRC-32 per tensor, goes into the journal line that applies it. Once a federation has
+ended, ``clear_staging`` removes the folder (a stopped one keeps it: its journal may name files).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -98,3 +100,22 @@ def refuse_tensors(key: ResultKey, names: Iterator[str]) -> None:
     """A metrics-only result must carry no tensors."""
     for name in names:
         raise ProtocolError(f"{key}: a validation result carries no tensors (got {name!r})")
+
+
+def clear_staging(store: StateStore) -> int:
+    """Remove the staging folder of a federation that has ended (done or failed): no update in
+    it will ever be applied. Returns the number of files removed. Call it only when no upload
+    can arrive any more (the server stopped), and never for a federation that may resume."""
+    folder = store.staging
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # (the closer deletes old files too)
+            path.unlink()
+            removed += 1
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    if removed:
+        log.info("removed %d leftover staging file(s) from %s", removed, folder)
+    return removed

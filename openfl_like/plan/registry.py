@@ -17,6 +17,21 @@ from openfl_like.core.errors import PlanError
 
 # Task runners known by name (openfl_like.runners.registry implements them).
 KNOWN_RUNNERS: tuple[str, ...] = ("numpy", "keras", "noop")
+# What each built-in runner takes from ``task_runner.params``, with the runner's own default
+# (None: no default value; the runner decides, e.g. the Keras "builder" falls back to digits_cnn).
+# runners.registry.runner_params reads the same names from the classes' signatures, which for
+# "keras" imports TensorFlow; here they are plain data, so validating a plan never loads it.
+# tests/unit/runners/test_runner_param_names.py keeps the two in step (names and defaults).
+RUNNER_PARAMS: dict[str, dict[str, str | int | float | bool | None]] = {
+    "numpy": {"model": "softmax", "hidden_units": 64, "optimizer": "sgd", "learning_rate": 0.1,
+              "momentum": 0.9, "input_dim": 64, "num_classes": 10},
+    "noop": {"size_mib": 1.0, "num_tensors": 4, "delta": 0.0, "data_size": None},
+    "keras": {"builder": None, "model": None, "task": None, "optimizer": "adam",
+              "learning_rate": 3e-3, "loss": None, "metrics": None},
+}
+# Runner keywords the application sets (from the plan folder and the operator's consent); a plan
+# cannot set them.
+RUNNER_APP_PARAMS: dict[str, tuple[str, ...]] = {"keras": ("plan_dir", "allow_custom")}
 # Data loaders known by name (openfl_like.data implements them).
 KNOWN_DATA_LOADERS: tuple[str, ...] = ("digits",)
 KNOWN_SPLITS: tuple[str, ...] = ("iid", "dirichlet")

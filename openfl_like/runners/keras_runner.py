@@ -370,7 +370,9 @@ class KerasRunner:
         return np.concatenate(parts) if parts else np.empty((0, *self._output_shape), np.float32)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model with its current weights as a ``.keras`` file, atomically."""
+        """Write the model with its current weights as a ``.keras`` file, atomically; compiled
+        with the plan's optimizer, loss and metrics, so ``keras.models.load_model(path)``
+        gives a model whose ``evaluate(x, y)`` and ``fit`` work as the plan trained it."""
         target = Path(path)
         if target.suffix != ".keras":
             raise ConfigError(f"model file: {target} must end in .keras")
@@ -381,6 +383,7 @@ class KerasRunner:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
+            self._compile_for_export()
             self.model.save(tmp)
             with tmp.open("rb") as fh:
                 os.fsync(fh.fileno())
@@ -391,6 +394,17 @@ class KerasRunner:
         return target
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _compile_for_export(self) -> None:
+        """Compile by names Keras can deserialise in safe mode; training here never uses the
+        compiled state (it runs its own step with ``self.optimizer`` and ``self._loss``)."""
+        s = self.settings
+        optimizer = _OPTIMIZERS[s.optimizer](learning_rate=s.learning_rate)
+        # Built (fresh moments): load_model builds the optimizer it restores and refuses a
+        # saved one whose variables do not match (an unbuilt Adam has 2 of its 2n + 2).
+        optimizer.build(self.model.trainable_variables)
+        self.model.compile(optimizer=optimizer, loss=s.loss,
+                           metrics=[canonical_metric(m) for m in s.metrics])
 
     def _check_data_fits(self, shard: ShardLike) -> None:
         """At start-up: the site's samples must fit the model's input (one clear error)."""

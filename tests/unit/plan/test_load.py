@@ -83,7 +83,7 @@ def test_defaults_for_an_almost_empty_plan(tmp_path: Path) -> None:
         ({"aggregator": {"rounds_to_train": -1}},
          "plan.yaml: aggregator.rounds_to_train: must be >= 0 (got -1)"),
         ({"aggregator": {"rounds_to_trian": 3}}, "plan.yaml: aggregator.rounds_to_trian: unknown"),
-        ({"agregator": {}}, "plan.yaml: agregator: unknown key"),
+        ({"agregator": {}}, "plan.yaml: agregator: unknown key (did you mean aggregator?)"),
         ({"aggregator": {"port": "x"}}, "aggregator.port: must be an integer (got 'x')"),
         ({"aggregator": {"port": True}}, "aggregator.port: must be an integer"),
         ({"aggregator": {"best_model": {"direction": "up"}}},
@@ -115,7 +115,25 @@ def test_defaults_for_an_almost_empty_plan(tmp_path: Path) -> None:
          "aggregation.name: 'trimmed_mean' cannot be used with mode 'async'"),
         ({"mode": {"name": "async"}, "aggregation": {"name": "fedopt"}},
          "aggregation.name: 'fedopt' cannot be used with mode 'async'"),
-        ({"network": {"chunk_size": 5}}, "network.chunk_size: unknown key"),
+        ({"network": {"chunk_size": 5}},
+         "network.chunk_size: unknown key (did you mean chunk_size_bytes?)"),
+        ({"task_runner": {"name": "keras", "params": {"learnin_rate": 0.1}}},
+         "plan.yaml: task_runner.params.learnin_rate: unknown key (did you mean "
+         "learning_rate?); see docs/plan_reference.md"),
+        ({"task_runner": {"name": "numpy", "params": {"builder": "digits_cnn"}}},
+         "task_runner.params.builder: unknown key (known: hidden_units, input_dim, "
+         "learning_rate, model, momentum, num_classes, optimizer)"),
+        ({"task_runner": {"name": "noop", "params": {"seed": 3}}},
+         "task_runner.params.seed: unknown key"),
+        ({"task_runner": {"name": "keras", "params": {"plan_dir": "/elsewhere"}}},
+         "task_runner.params.plan_dir: is set by fx for the 'keras' runner, not by the plan"),
+        ({"mode": {"name": "sync", "bufer_size": 3}},
+         "mode.bufer_size: unknown key (did you mean buffer_size?)"),
+        ({"aggregator": {"rounds": 3}}, "aggregator.rounds: unknown key (did you mean "
+         "rounds_to_train?)"),
+        ({"stragglers": {"zzzz": 1}}, "stragglers.zzzz: unknown key (known: enabled, "
+         "liveness_timeout_seconds, min_collaborators, on_deadline_without_quorum, "
+         "round_deadline_seconds)"),
         ({"network": {"tls": "yes"}}, "network.tls: must be true or false"),
         ({"network": {"long_poll_seconds": 0}}, "network.long_poll_seconds: must be > 0"),
         ({"federation": {"federation_uuid": "abc"}}, "federation.federation_uuid: must be a UUID"),
@@ -181,7 +199,7 @@ def test_custom_objects_need_plan_and_operator_consent(tmp_path: Path) -> None:
 def test_loading_imports_nothing(tmp_path: Path) -> None:
     name = "openfl_like_never_imported_module"
     load_plan(_write(tmp_path, {"task_runner": {
-        "name": "numpy", "allow_custom_objects": True, "params": {"builder": f"{name}:x"}}}))
+        "name": "keras", "allow_custom_objects": True, "params": {"builder": f"{name}:x"}}}))
     assert name not in sys.modules
 
 
