@@ -42,9 +42,9 @@ from openfl_like.core.messages import (
 )
 from openfl_like.pki import CertificateAuthority, PkiStore
 from openfl_like.transport.aggregator_client import AggregatorGRPCClient
-from openfl_like.transport.operator_client import OperatorClient
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.operator_client import OperatorClient
 from openfl_like.transport.settings import MIB, TransportSettings
 
 FEDERATION = "bench"

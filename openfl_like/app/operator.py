@@ -60,7 +60,8 @@ def local_status(plan: Plan, workspace: str | Path | None = None,
         raise FederationError(f"no aggregator status in {ws.root} (not started yet?)") from None
     except ValueError as exc:
         raise FederationError(f"{ws.status_path}: unreadable status ({exc})") from None
-    age = (time.time() if now is None else now) - float(status.get("updated_unix") or 0.0)
+    updated = status.get("updated_unix")
+    age = (time.time() if now is None else now) - float(updated) if updated else 0.0
     if status.get("running", True) and age > STALE_SECONDS:
         status["running"] = False
         status["stale_seconds"] = round(age, 1)

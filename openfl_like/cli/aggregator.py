@@ -195,7 +195,7 @@ def render_status(data: dict[str, Any]) -> RenderableType:
                       f"{samples.get('train', '-')}/{samples.get('valid', '-')}" if samples
                       else "-",
                       ", ".join(info.get("pending_tasks") or []) or "-",
-                      f"{upload['bytes'] / 1e6:.1f} MB in {upload['seconds']:.0f} s" if upload
+                      f"{upload['bytes'] / 1e6:.1f}MB/{upload['seconds']:.0f}s" if upload
                       else "-",
                       info.get("dropped") or "-")
     lines.append(table)
