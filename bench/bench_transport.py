@@ -44,6 +44,7 @@ from openfl_like.pki import CertificateAuthority, PkiStore
 from openfl_like.transport.aggregator_client import AggregatorGRPCClient
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.operator_client import OperatorClient
 from openfl_like.transport.settings import MIB, TransportSettings
 
 FEDERATION = "bench"
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         ca = CertificateAuthority.init(store)
         ca.certify("aggregator", Role.AGGREGATOR, sans=["127.0.0.1", "localhost"])
         ca.certify("col-1", Role.COLLABORATOR)
+        ca.certify("ops", Role.OPERATOR)  # only an operator may ask for the status
         size = args.size_mib * MIB
 
         server = subprocess.Popen(
@@ -230,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
                     TaskResult(ResultKey("col-1", 0, "train"), data_size=1), arrays
                 )
                 up = time.perf_counter() - started
-                status = client.get_status()
+                with OperatorClient(
+                    target=f"127.0.0.1:{port}", operator_name="ops",
+                    aggregator_name="aggregator", federation_uuid=FEDERATION,
+                    tls_files=TlsFiles.for_participant(store, "ops"),
+                ) as operator:
+                    status = operator.get_status()
             client_rss = peak_rss_bytes()
         finally:
             if server.stdin is not None:

@@ -53,6 +53,7 @@ from openfl_like.plan.schema import Plan
 from openfl_like.runners.registry import evaluate_weights, initial_weights, save_native_model
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.health import HealthState
 from openfl_like.transport.memory import limit_malloc_arenas, release_free_heap_after
 from openfl_like.transport.server import RunningServer
 
@@ -164,6 +165,7 @@ class RunningAggregator:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _revoked_seen: frozenset[str] = frozenset()
     events: EventSink | None = None
+    _status_extra: dict[str, Any] = field(default_factory=lambda: {"running": True})
 
     def emit(self, event: Mapping[str, Any]) -> None:
         """Tell the supervisor (if any); never raises."""
@@ -178,12 +180,24 @@ class RunningAggregator:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def health(self) -> HealthState | None:
+        """grpc.health.v1 of the aggregator's port; ``health.is_serving()`` for plain probes."""
+        return self.server.health
+
+    def _not_serving(self) -> None:
+        if self.server.health is not None:
+            self.server.health.shut_down()  # pushed to Watch callers at once
+
     def write_status(self, **extra: Any) -> dict[str, Any]:
         status = dict(self.aggregator.status())
         status["address"] = f"{self.server.host}:{self.server.port}"
         status["updated_unix"] = time.time()
+        if self._grpc is not None:
+            status["uploads_in_flight"] = self._grpc.uploads.snapshot()
         if self.final_metrics:
             status["final_test"] = self.final_metrics
+        status.update(self._status_extra)
         status.update(extra)
         replace_derived(self.workspace.status_path, json.dumps(status, indent=1, default=str))
         return status
@@ -254,10 +268,12 @@ class RunningAggregator:
     def _stop_gracefully(self) -> dict[str, Any]:
         log.info("stopping on request: no new work; in-flight uploads get %.0f s; the state is "
                  "saved and a restart resumes it", SHUTDOWN_GRACE_SECONDS)
+        self._not_serving()
         self.aggregator.begin_shutdown()
         self.server.stop(SHUTDOWN_GRACE_SECONDS)
         self.aggregator.stop(SHUTDOWN_GRACE_SECONDS)
-        self.write_status(phase="stopped")
+        self._status_extra["phase"] = "stopped"
+        self.write_status()
         self.emit({"type": "stopped"})
         return {"stopped": True}
 
@@ -336,9 +352,16 @@ class RunningAggregator:
                         ", ".join(untold))
 
     def stop(self, grace: float | None = 1.0) -> None:
+        self._not_serving()
         self.aggregator.begin_shutdown()
         self.server.stop(grace)
         self.aggregator.stop()
+        if self._status_extra.get("running"):  # status.json says the process is gone
+            self._status_extra["running"] = False
+            try:
+                self.write_status()
+            except Exception:
+                log.exception("could not write the final status")
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -387,9 +410,9 @@ def start_aggregator(
             federation_uuid=plan.federation_uuid, tls_files=tls_files, settings=settings,
         )
         try:
-            running = grpc_server.start(
+            running = grpc_server.start(  # health: NOT_SERVING until the end of the start
                 host=host or plan.aggregator.host,
-                port=plan.aggregator.port if port is None else port,
+                port=plan.aggregator.port if port is None else port, ready=False,
             )
         except BaseException:
             aggregator.stop()
@@ -401,6 +424,7 @@ def start_aggregator(
                                allow_custom=allow_custom, _tracker=tracker, _lock=lock,
                                _grpc=grpc_server, events=events)
     handle.write_status()
+    grpc_server.health.set_serving()
     handle.emit({"type": "listening", "port": running.port,
                  "federation_uuid": plan.federation_uuid})
     return handle

@@ -21,6 +21,7 @@ from openfl_like.pki import PkiStore
 from openfl_like.plan.director_config import DirectorConfig
 from openfl_like.transport.credentials import TlsFiles
 from openfl_like.transport.director_server import DirectorGRPCServer
+from openfl_like.transport.health import HealthState
 from openfl_like.transport.server import RunningServer
 from openfl_like.transport.settings import TransportSettings
 
@@ -40,6 +41,11 @@ class RunningDirector:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def health(self) -> HealthState | None:
+        """grpc.health.v1 of the director's port; ``health.is_serving()`` for plain probes."""
+        return self.server.health
+
     def run(self) -> None:
         """Serve until ``stop_requested`` is set, then stop gracefully."""
         self.stop_requested.wait()
@@ -48,6 +54,8 @@ class RunningDirector:
     def stop(self) -> None:
         log.info("director %s stopping: telling the envoys, saving experiments",
                  self.config.director.name)
+        if self.server.health is not None:
+            self.server.health.shut_down()  # NOT_SERVING from now on, pushed to watchers
         # The broadcast wakes the parked WaitExperiment calls, which answer within the grace;
         # only then the registry closes (a call still running would find it closed).
         self.director.broadcast(BroadcastKind.SHUTDOWN, "the director is shutting down")
@@ -69,12 +77,15 @@ def start_director(config: DirectorConfig, *, pki: PkiStore, host: str | None = 
         director, director_name=own.name, federation_uuid=own.federation,
         tls_files=tls_files, settings=settings, max_package_bytes=own.max_package_bytes,
     )
-    running = server.start(host=host or own.host, port=own.port if port is None else port)
+    # Health reports NOT_SERVING while the director resumes its experiments, then SERVING.
+    running = server.start(host=host or own.host, port=own.port if port is None else port,
+                           ready=False)
     try:
         director.start()
     except BaseException:
         running.stop(None)
         raise
+    server.health.set_serving()
     log.info("director %s serving on %s (workspace %s)", own.name, running.address,
              own.workspace)
     return RunningDirector(director=director, server=running, config=config)

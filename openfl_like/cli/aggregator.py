@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from openfl_like.cli.options import allow_custom_option, plan_dir_option, workspace_option
 from openfl_like.cli.pki import pki_dir_option
-from openfl_like.core.errors import FederationError
+from openfl_like.core.errors import ConfigError, OpenflLikeError
 from openfl_like.pki import PkiStore
 
 
@@ -67,52 +73,140 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
 @aggregator.command("status")
 @plan_dir_option
 @workspace_option
-@click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-def status(plan_dir: Path, workspace: Path | None, as_json: bool) -> None:
-    """Phase, who the round waits for, who was dropped and why, each collaborator's declared
-    samples, and the last metrics.
+@click.option("--aggregator", "address", default=None, metavar="HOST:PORT",
+              help="Ask this aggregator over mutual TLS with an operator certificate; without "
+                   "it, read the status file in the local workspace.")
+@click.option("-n", "--name", "operator", default=None, envvar="FX_OPERATOR",
+              help="Name of the operator certificate in the PKI store (for --aggregator; "
+                   "FX_OPERATOR overrides the default).")
+@pki_dir_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the status as JSON (one line per refresh with --watch).")
+@click.option("--watch", is_flag=True, help="Refresh until interrupted (Ctrl-C).")
+@click.option("--interval", type=click.FloatRange(0.1), default=2.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
+def status(plan_dir: Path, workspace: Path | None, address: str | None, operator: str | None,
+           store: PkiStore, as_json: bool, watch: bool, interval: float) -> None:
+    """Round, phase, who the round waits for and for how long, uploads in flight, each
+    collaborator's declared samples, the last metrics and the time the round may still take.
 
-    Reads the status file the aggregator refreshes in its workspace every half second.
+    \b
+    Local:   reads the status file the aggregator refreshes in its workspace every half second;
+             once it has stopped, says so and shows the final result.
+    Remote:  --aggregator HOST:PORT -n OPERATOR asks a running aggregator (GetStatus) with a
+             certificate of the operator role (fx pki certify --name OPS --role operator).
     """
-    from openfl_like.app.common import Workspace
+    from openfl_like.app.operator import local_status, remote_status
     from openfl_like.plan.load import load_plan
 
-    ws = Workspace.for_plan(load_plan(plan_dir), workspace)
-    try:
-        data = json.loads(ws.status_path.read_text())
-    except FileNotFoundError:
-        raise FederationError(f"no aggregator status in {ws.root} (not started yet?)") from None
-    except ValueError as exc:
-        raise FederationError(f"{ws.status_path}: unreadable status ({exc})") from None
-    if as_json:
-        click.echo(json.dumps(data, indent=1))
+    plan = load_plan(plan_dir)
+    if address is not None and not operator:
+        raise ConfigError("--aggregator needs the operator certificate's name: -n NAME or "
+                          "FX_OPERATOR")
+
+    def fetch() -> dict[str, Any]:
+        if address is None:
+            return local_status(plan, workspace)
+        return remote_status(plan, pki=store, address=address, operator=operator or "")
+
+    if not watch:
+        data = fetch()
+        if as_json:
+            click.echo(json.dumps(data, indent=1))
+        else:
+            Console().print(render_status(data))
         return
+    _watch(fetch, as_json=as_json, interval=interval)
+
+
+def _watch(fetch: Callable[[], dict[str, Any]], *, as_json: bool, interval: float) -> None:
+    """Refresh in place on a terminal (rich Live), else one block (or JSON line) per refresh;
+    a failed fetch is shown and retried at the next refresh."""
     console = Console()
-    console.print(
+    live = console.is_terminal and not as_json
+
+    def view() -> tuple[RenderableType, str]:
+        try:
+            data = fetch()
+        except OpenflLikeError as exc:
+            return Text(f"error: {exc.message}", style="red"), json.dumps({"error": exc.message})
+        return render_status(data), json.dumps(data)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        if live:
+            with Live(view()[0], console=console, auto_refresh=False) as screen:
+                while True:
+                    time.sleep(interval)
+                    screen.update(view()[0], refresh=True)
+        while True:
+            shown, line = view()
+            if as_json:
+                click.echo(line)
+            else:
+                console.print(shown)
+                console.print()
+            time.sleep(interval)
+
+
+def _seconds(value: object) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"{value:.1f} s"
+
+
+def render_status(data: dict[str, Any]) -> RenderableType:
+    """The status as a rich block: header lines, the collaborators' table, the metrics."""
+    lines: list[RenderableType] = []
+    running = data.get("running", True)
+    lines.append(Text.from_markup(
         f"federation [bold]{data.get('federation')}[/] at {data.get('address')}: round "
         f"{data.get('round')} of {data.get('rounds_to_train')}, phase {data.get('phase')}, "
-        f"{data.get('results_in')} result(s) in"
-    )
+        f"{data.get('results_in')} result(s) in"))
+    if not running:
+        stale = data.get("stale_seconds")
+        why = (f"its status file was last updated {stale:.0f} s ago" if stale
+               else "it has stopped")
+        lines.append(Text(f"the aggregator is not running: {why}", style="yellow"))
     if data.get("failed"):
-        console.print(f"[red]failed:[/] {data['failed']}")
+        lines.append(Text(f"failed: {data['failed']}", style="red"))
     if data.get("disk_problem"):
-        console.print(f"[red]disk:[/] {data['disk_problem']}")
+        lines.append(Text(f"disk: {data['disk_problem']}", style="red"))
     waiting = data.get("waiting_for") or []
-    console.print(f"waiting for: {', '.join(waiting) if waiting else 'nobody'}")
+    if running and waiting:
+        lines.append(Text(f"waiting for: {', '.join(waiting)} (for "
+                          f"{_seconds(data.get('waiting_seconds'))})"))
+    elif running:
+        lines.append(Text("waiting for: nobody"))
+    estimate = data.get("estimate") or {}
+    if running and estimate.get("round_remaining_seconds") is not None:
+        deadline = data.get("deadline_in_seconds")
+        lines.append(Text(
+            f"round may end in ~{_seconds(estimate['round_remaining_seconds'])} (median round "
+            f"{_seconds(estimate.get('median_round_seconds'))}"
+            + (f", deadline in {_seconds(deadline)}" if deadline is not None else "")
+            + f"); federation in ~{_seconds(estimate.get('federation_remaining_seconds'))}"))
+    uploads = data.get("uploads_in_flight") or {}
     table = Table("collaborator", "active", "last seen (s ago)", "samples (train/valid)",
-                  "pending tasks", "dropped")
+                  "pending tasks", "uploading", "dropped")
     for name, info in sorted((data.get("collaborators") or {}).items()):
         seen = info.get("last_seen_seconds_ago")
         samples = info.get("samples") or {}
+        upload = uploads.get(name)
         table.add_row(name, "yes" if info.get("active") else "no",
                       "-" if seen is None else f"{seen:.1f}",
                       f"{samples.get('train', '-')}/{samples.get('valid', '-')}" if samples
                       else "-",
                       ", ".join(info.get("pending_tasks") or []) or "-",
+                      f"{upload['bytes'] / 1e6:.1f}MB/{upload['seconds']:.0f}s" if upload
+                      else "-",
                       info.get("dropped") or "-")
-    console.print(table)
+    lines.append(table)
     last = data.get("last_round")
     if last:
         for task, metrics in sorted((last.get("metrics") or {}).items()):
             shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-            console.print(f"round {last.get('round')} {task}: {shown}")
+            lines.append(Text(f"round {last.get('round')} {task}: {shown}"))
+    final = data.get("final_metrics")
+    if final:
+        shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in sorted(final.items()))
+        lines.append(Text(f"final result: {shown}", style="bold"))
+    return Group(*lines)

@@ -26,6 +26,7 @@ class Role(str, enum.Enum):
     DIRECTOR = "director"
     ENVOY = "envoy"
     EXPERIMENTER = "experimenter"
+    OPERATOR = "operator"  # read-only: may call a server's status and health RPCs only
 
     @property
     def is_server(self) -> bool:

@@ -6,7 +6,8 @@ and only asked for by the status writer (twice a second) and GetStatus calls.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import statistics
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openfl_like.federation.round_state import RoundState
@@ -24,6 +25,33 @@ def _phase(state: AggregatorState, rnd: RoundState, *, closing: bool, stopped: b
     if closing:
         return "closing"
     return "final_validation" if rnd.is_final else "training"
+
+
+def estimate(history: Sequence[Mapping[str, Any]], *, round_age: float,
+             to_deadline: float | None, rounds_left: int, finished: bool) -> dict[str, Any]:
+    """How long the open round (and the rest of the federation) may still take.
+
+    The median duration of the closed rounds (robust to one slow round) minus the open round's
+    age, never below zero and never past the round's deadline when stragglers are handled by
+    one; None before any round closed (nothing to go by) and once the federation ended.
+    """
+    durations = [float(r["duration_seconds"]) for r in history
+                 if isinstance(r.get("duration_seconds"), (int, float))]
+    median = statistics.median(durations) if durations else None
+    if finished or median is None:
+        remaining = None
+    else:
+        remaining = max(0.0, median - round_age)
+        if to_deadline is not None:
+            remaining = min(remaining, max(0.0, to_deadline))
+    total = None if remaining is None or median is None else remaining + median * max(
+        0, rounds_left - 1)
+    return {
+        "median_round_seconds": None if median is None else round(median, 3),
+        "rounds_measured": len(durations),
+        "round_remaining_seconds": None if remaining is None else round(remaining, 3),
+        "federation_remaining_seconds": None if total is None else round(total, 3),
+    }
 
 
 def status_of(*, plan: Plan, state: AggregatorState, rnd: RoundState, now: float,
@@ -53,6 +81,9 @@ def status_of(*, plan: Plan, state: AggregatorState, rnd: RoundState, now: float
         collaborators[name] = info
     to_deadline = rnd.seconds_to_deadline(now)
     last = state.history[-1] if state.history else None
+    age = rnd.age(now)
+    # rounds still to close, this one and the final validation round (rounds_to_train) included
+    rounds_left = max(0, plan.aggregator.rounds_to_train - state.round_number) + 1
     return {
         "federation": plan.federation.name,
         "federation_uuid": plan.federation_uuid,
@@ -63,10 +94,14 @@ def status_of(*, plan: Plan, state: AggregatorState, rnd: RoundState, now: float
         "phase": _phase(state, rnd, closing=closing, stopped=stopped),
         "failed": state.failed,
         "disk_problem": disk_problem,
-        "round_age_seconds": round(rnd.age(now), 3),
+        "round_age_seconds": round(age, 3),
         "deadline_in_seconds": None if to_deadline is None else round(to_deadline, 3),
         "results_in": len(rnd.results),
         "waiting_for": waiting_for,
+        # each one awaited since the round opened (its last call: collaborators[name])
+        "waiting_seconds": round(age, 3) if waiting_for else 0.0,
+        "estimate": estimate(state.history, round_age=age, to_deadline=to_deadline,
+                             rounds_left=rounds_left, finished=finished),
         "dropped": dict(sorted(rnd.dropped.items())),
         "collaborators": collaborators,
         "last_round": None if last is None else {

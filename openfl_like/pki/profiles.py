@@ -10,7 +10,7 @@ spelled out with its criticality (RFC 5280 and the CA/B-style profile that verif
     server leaf (aggregator, director)
                 BasicConstraints(not ca) critical, KeyUsage(digitalSignature [+keyEncipherment for
                 RSA]) critical, ExtendedKeyUsage(serverAuth), SubjectAltName(hosts), SKI, AKI
-    client leaf (collaborator, envoy, experimenter)
+    client leaf (collaborator, envoy, experimenter, operator)
                 same, but ExtendedKeyUsage(clientAuth) and SubjectAltName(URI=urn:openfl-like:
                 <role>:<name>, plus DNS=<name> when the name is a valid host name)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import re
 import secrets
 import threading
@@ -364,20 +363,6 @@ class AggregatorGRPCClient:
         )
         self._check(response, "send local task results")
         return convert.ack_from_pb(response)
-
-    def get_status(self) -> Mapping[str, object]:
-        """The aggregator's status snapshot (what `fx aggregator status` prints)."""
-        request = pb.GetStatusRequest(header=self._header)
-        response = self._with_retry(
-            "get status",
-            lambda: self._call("GetStatus")(request, timeout=self.settings.rpc_timeout_seconds),
-        )
-        self._check(response, "get status")
-        try:
-            status: Mapping[str, object] = json.loads(response.status_json)
-        except ValueError as exc:
-            raise ProtocolError(f"aggregator status is not JSON: {exc}") from None
-        return status
 
 
 def _tensor_factory(

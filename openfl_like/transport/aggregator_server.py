@@ -35,6 +35,11 @@ copies of the model.
 
 ``revoked_participants()`` tells the application which participants seen so far the current
 CRL revokes, so the round stops waiting for them at once.
+
+Operations: GetStatus is for ``operator`` certificates only (a collaborator's is refused, an
+operator's is refused by every other method), and its answer adds the bytes of the uploads in
+flight (``inflight``). The server also carries grpc.health.v1 (``health``: NOT_SERVING until
+the application calls ``health.set_serving()``, or ``start(ready=True)``).
 """
 
 from __future__ import annotations
@@ -80,7 +85,9 @@ from openfl_like.protocol.service import (
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, server_credentials
 from openfl_like.transport.handlers import AggregatorHandler, StreamingUploads
+from openfl_like.transport.health import HealthState
 from openfl_like.transport.identity import HeaderChecker, PeerIdentity
+from openfl_like.transport.inflight import UploadsInFlight
 from openfl_like.transport.instances import InstanceRegistry
 from openfl_like.transport.limits import PeerSlots
 from openfl_like.transport.server import RunningServer, serve, start_server
@@ -141,6 +148,8 @@ class AggregatorGRPCServer:
         self.streams = PeerSlots("tensor streams", self.settings.max_streams_per_peer)
         self.polls = PeerSlots("long-polls (GetTasks)", self.settings.max_polls_per_peer)
         self._watchdog = Watchdog()
+        self.health = HealthState([AGGREGATOR_SERVICE])
+        self.uploads = UploadsInFlight()
 
     def revoked_participants(self) -> frozenset[str]:
         """Names of the participants seen so far whose certificate the current CRL revokes.
@@ -172,14 +181,20 @@ class AggregatorGRPCServer:
     def _credentials(self) -> grpc.ServerCredentials | None:
         return server_credentials(self._tls_files) if self._tls_files is not None else None
 
-    def start(self, *, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-        return start_server(
+    def start(self, *, host: str = "127.0.0.1", port: int = 0, ready: bool = True
+              ) -> RunningServer:
+        """Listen; health reports SERVING at once when ``ready`` (else the caller says when)."""
+        running = start_server(
             [self.rpc_handler()],
             settings=self.settings,
             credentials=self._credentials(),
             host=host,
             port=port,
+            health=self.health,
         )
+        if ready:
+            self.health.set_serving()
+        return running
 
     @contextmanager
     def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningServer]:
@@ -189,7 +204,9 @@ class AggregatorGRPCServer:
             credentials=self._credentials(),
             host=host,
             port=port,
+            health=self.health,
         ) as running:
+            self.health.set_serving()
             yield running
 
     # -- helpers ---------------------------------------------------------------------------
@@ -207,12 +224,15 @@ class AggregatorGRPCServer:
         return "" if self._single_cn else peer.fingerprint
 
     def _authenticate(
-        self, name: str, raw: bytes, context: grpc.ServicerContext
+        self, name: str, raw: bytes, context: grpc.ServicerContext, role: Role | None = None
     ) -> tuple[Any, str, PeerIdentity]:
-        """Certificate, then parse, then header: (request, participant name, peer)."""
-        peer = self._checker.check_peer(context)
+        """Certificate, then parse, then header: (request, participant name, peer).
+
+        ``role``: the certificate role the method needs (default: the participants').
+        """
+        peer = self._checker.check_peer(context, role=role, rpc=name if role else "")
         request = AGGREGATOR_RPCS[name].parse_request(raw)
-        participant = self._checker.check_header(context, request.header, peer)
+        participant = self._checker.check_header(context, request.header, peer, role=role)
         return request, participant, peer
 
     def _hold(self, slots: PeerSlots, peer: PeerIdentity, name: str) -> Any:
@@ -347,11 +367,12 @@ class AggregatorGRPCServer:
                 "max_tensor_bytes": self.settings.max_tensor_bytes,
                 "max_total_bytes": self.settings.max_model_bytes,
             }
+            chunks = self.uploads.count(name, _chunks(first.chunks, request_iterator))
             if self._streaming is not None:
-                streams = stream_tensors(_chunks(first.chunks, request_iterator), **limits)
+                streams = stream_tensors(chunks, **limits)
                 ack = self._streaming.send_local_task_result_streams(result, streams)
             else:
-                tensors = _join(first.chunks, request_iterator, TensorJoiner(**limits))
+                tensors = _join(chunks, TensorJoiner(**limits))
                 ack = self._handler.send_local_task_results(result, tensors)
             return convert.ack_to_pb(ack, self._reply_header(name))
 
@@ -380,8 +401,10 @@ class AggregatorGRPCServer:
 
     def GetStatus(self, raw: bytes, context: grpc.ServicerContext) -> pb.GetStatusResponse:
         with translate_errors(context, "GetStatus"):
-            _, name, _ = self._authenticate("GetStatus", raw, context)
-            status = convert.status_to_json(self._handler.status())
+            _, name, _ = self._authenticate("GetStatus", raw, context, role=Role.OPERATOR)
+            snapshot = dict(self._handler.status())
+            snapshot["uploads_in_flight"] = self.uploads.snapshot()
+            status = convert.status_to_json(snapshot)
             return pb.GetStatusResponse(header=self._reply_header(name), status_json=status)
 
 
@@ -393,11 +416,9 @@ def _only_aggregated(tensors: Iterable[NamedTensor]) -> Iterator[NamedTensor]:
         yield tensor
 
 
-def _join(
-    first: tuple[Chunk, ...], rest: Iterator[Frame], joiner: TensorJoiner
-) -> Iterator[NamedTensor]:
+def _join(chunks: Iterator[Chunk], joiner: TensorJoiner) -> Iterator[NamedTensor]:
     """The upload's tensors, each yielded as soon as its last chunk has arrived."""
-    for chunk in _chunks(first, rest):
+    for chunk in chunks:
         tensor = joiner.feed(chunk)
         if tensor is not None:
             yield tensor

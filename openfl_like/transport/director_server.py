@@ -62,6 +62,7 @@ from openfl_like.protocol.service import STREAM_UNARY, UNARY_STREAM, UNARY_UNARY
 from openfl_like.transport.credentials import TlsFiles, server_credentials
 from openfl_like.transport.director_handlers import DirectorHandler
 from openfl_like.transport.director_streams import incoming_files, outgoing_chunks
+from openfl_like.transport.health import HealthState
 from openfl_like.transport.identity import HeaderChecker, PeerIdentity
 from openfl_like.transport.limits import PeerSlots
 from openfl_like.transport.server import RunningServer, serve, start_server
@@ -129,6 +130,8 @@ class DirectorGRPCServer:
         self.streams = PeerSlots("metric streams", self.settings.max_streams_per_peer)
         self.transfers = PeerSlots("file transfers", self.settings.max_streams_per_peer)
         self._watchdog = Watchdog()
+        # grpc.health.v1 on the same port: NOT_SERVING until the application says it is ready
+        self.health = HealthState([DIRECTOR_SERVICE])
 
     def revoked_participants(self) -> frozenset[str]:
         """Names of the envoys/experimenters seen so far whose certificate the CRL revokes."""
@@ -155,14 +158,22 @@ class DirectorGRPCServer:
     def _credentials(self) -> grpc.ServerCredentials | None:
         return server_credentials(self._tls_files) if self._tls_files is not None else None
 
-    def start(self, *, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-        return start_server([self.rpc_handler()], settings=self.settings,
-                            credentials=self._credentials(), host=host, port=port)
+    def start(self, *, host: str = "127.0.0.1", port: int = 0, ready: bool = True
+              ) -> RunningServer:
+        """Listen; health reports SERVING at once when ``ready`` (else the caller says when)."""
+        running = start_server([self.rpc_handler()], settings=self.settings,
+                               credentials=self._credentials(), host=host, port=port,
+                               health=self.health)
+        if ready:
+            self.health.set_serving()
+        return running
 
     @contextmanager
     def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningServer]:
         with serve([self.rpc_handler()], settings=self.settings,
-                   credentials=self._credentials(), host=host, port=port) as running:
+                   credentials=self._credentials(), host=host, port=port,
+                   health=self.health) as running:
+            self.health.set_serving()
             yield running
 
     # -- helpers ---------------------------------------------------------------------------

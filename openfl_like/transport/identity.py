@@ -15,9 +15,12 @@ even parsed, and before the first message of a client stream is awaited; parts 2
    simulation mode the CN and ``header.single_col_cert_common_name`` must both equal the
    configured shared name instead;
 3. the sender is an authorised participant of the plan in that role (PERMISSION_DENIED);
+   an ``operator`` is authorised by its certificate's role alone (it is in no plan, and calls
+   only status and health);
 4. ``header.receiver`` is this server (PERMISSION_DENIED);
 5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch);
-6. no other live process holds the sender's name (PERMISSION_DENIED; see ``instances``).
+6. no other live process holds the sender's name (PERMISSION_DENIED; see ``instances``); not
+   asked of operators, who only read and may watch from several terminals at once.
 
 Client side, :func:`check_reply_header` checks every reply the other way round: it comes from
 the server we dialled, is addressed to us, and belongs to our federation.
@@ -58,6 +61,9 @@ from openfl_like.transport.instances import (
     LEAVING_METADATA_KEY,
     InstanceRegistry,
 )
+
+# Roles authorised by their certificate alone: read-only callers that no plan lists.
+CERTIFICATE_ONLY_ROLES = frozenset({Role.OPERATOR})
 
 
 def instance_of(context: grpc.ServicerContext) -> str:
@@ -208,8 +214,9 @@ class HeaderChecker:
         if not sender:
             raise AuthError("request header has no sender")
         allowed = (
-            self.is_authorized_as(sender, role) if self.is_authorized_as is not None
-            else self.is_authorized(sender)
+            (role in CERTIFICATE_ONLY_ROLES and self.tls)
+            or (self.is_authorized_as(sender, role) if self.is_authorized_as is not None
+                else self.is_authorized(sender))
         )
         if not allowed:
             raise PermissionDeniedError(f"{sender!r} is not an authorised {role} of this plan")
@@ -222,7 +229,7 @@ class HeaderChecker:
                 f"federation {header.federation_uuid!r} is not this server's "
                 f"{self.federation_uuid!r}"
             )
-        if self.instances is not None:
+        if self.instances is not None and role not in CERTIFICATE_ONLY_ROLES:
             instance = instance_of(context)
             self.instances.claim(sender, instance)
             if _leaving(context):

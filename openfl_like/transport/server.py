@@ -19,6 +19,7 @@ import grpc
 
 from openfl_like.core.errors import ConfigError
 from openfl_like.core.logging import get_logger
+from openfl_like.transport.health import HealthState
 from openfl_like.transport.memory import limit_malloc_arenas
 from openfl_like.transport.settings import TransportSettings
 
@@ -53,13 +54,17 @@ class RunningServer:
     server: grpc.Server
     host: str
     port: int
+    health: HealthState | None = None  # grpc.health.v1 on this port (transport.health)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def stop(self, grace: float | None = 1.0) -> None:
-        """Refuse new calls, give running ones ``grace`` seconds, then cancel them."""
+        """Report NOT_SERVING (to health watchers too), refuse new calls, give running ones
+        ``grace`` seconds, then cancel them."""
+        if self.health is not None:
+            self.health.shut_down()
         self.server.stop(grace).wait()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -74,8 +79,12 @@ def start_server(
     credentials: grpc.ServerCredentials | None,
     host: str = "127.0.0.1",
     port: int = 0,
+    health: HealthState | None = None,
 ) -> RunningServer:
-    """Bind and start; ``port=0`` picks a free port (see ``RunningServer.port``)."""
+    """Bind and start; ``port=0`` picks a free port (see ``RunningServer.port``).
+
+    ``health``: also serve grpc.health.v1 from it (same port, same mutual TLS).
+    """
     if credentials is None and settings.tls:
         raise ConfigError("TLS is on but no server credentials were given")
     limit_malloc_arenas()  # see transport.memory
@@ -86,6 +95,8 @@ def start_server(
         handlers=handlers,
         options=server_options(settings),
     )
+    if health is not None:
+        health.add_to(server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         if credentials is None:
@@ -103,7 +114,7 @@ def start_server(
         raise ConfigError(f"cannot listen on {address}: {reason}")
     server.start()
     _log.info("listening on %s:%d (%s)", host, bound, "mutual TLS" if credentials else "NO TLS")
-    return RunningServer(server, host, bound)
+    return RunningServer(server, host, bound, health)
 
 
 @contextmanager
@@ -115,10 +126,12 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     grace: float | None = 1.0,
+    health: HealthState | None = None,
 ) -> Iterator[RunningServer]:
     """Context manager around :func:`start_server`; the server stops when the block exits."""
     running = start_server(
-        handlers, settings=settings, credentials=credentials, host=host, port=port
+        handlers, settings=settings, credentials=credentials, host=host, port=port,
+        health=health,
     )
     try:
         yield running

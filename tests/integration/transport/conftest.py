@@ -15,6 +15,7 @@ from openfl_like.pki import CertificateAuthority, PkiStore
 from openfl_like.transport.aggregator_client import AggregatorGRPCClient
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.operator_client import OperatorClient
 from openfl_like.transport.retry import RetryPolicy
 from openfl_like.transport.server import RunningServer
 from openfl_like.transport.settings import RetrySettings, TransportSettings
@@ -52,6 +53,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         not_before=now - timedelta(days=10), not_after=now - timedelta(days=1),
     )
     ca.certify("envoy-1", Role.ENVOY)
+    ca.certify("ops1", Role.OPERATOR)
     other = PkiStore(tmp_path_factory.mktemp("other-pki"))
     other_ca = CertificateAuthority.init(other)
     other_ca.certify("col-a", Role.COLLABORATOR)
@@ -140,6 +142,15 @@ def make_client(pki: Pki, server: ServerHandle) -> Iterator[ClientFactory]:
     finally:
         for client in clients:
             client.disconnect()
+
+
+def make_operator(pki: Pki, port: int, name: str = "ops1", **kwargs: object) -> OperatorClient:
+    """An operator's status client for the test aggregator (close it, or use ``with``)."""
+    return OperatorClient(
+        target=f"127.0.0.1:{port}", operator_name=name, aggregator_name=AGGREGATOR,
+        federation_uuid=FEDERATION, tls_files=pki.files(name),
+        settings=fast_settings(), **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def cert_files(pki: Pki, name: str) -> tuple[Path, Path]:

@@ -25,7 +25,7 @@ from openfl_like.protocol.wire import Frame
 from openfl_like.transport.aggregator_client import AggregatorGRPCClient
 from openfl_like.transport.credentials import channel_credentials
 
-from .conftest import AGGREGATOR, FEDERATION, fast_settings, start_aggregator
+from .conftest import AGGREGATOR, FEDERATION, fast_settings, make_operator, start_aggregator
 
 Code = grpc.StatusCode
 
@@ -38,7 +38,7 @@ def result(collaborator: str = "col-a", round_number: int = 3, task: str = "trai
 # -- good path ---------------------------------------------------------------------------------
 
 
-def test_good_path_every_rpc(make_client, handler):
+def test_good_path_every_rpc(pki, server, make_client, handler):
     # Prepare
     client = make_client("col-a")
     upload = {"w": np.arange(6, dtype=np.float16).reshape(2, 3), "n": np.array(5, dtype=np.int32)}
@@ -52,7 +52,8 @@ def test_good_path_every_rpc(make_client, handler):
     waited = time.monotonic() - started
     model = client.get_aggregated_tensors(3, ["dense/kernel", "dense/bias", "step"])
     ack = client.send_local_task_results(result(), upload)
-    status = client.get_status()
+    with make_operator(pki, server.port) as operator:
+        status = operator.get_status()
 
     # Assert
     assert (shake.round_number, shake.rounds_total) == (3, 10)
@@ -66,7 +67,8 @@ def test_good_path_every_rpc(make_client, handler):
     received = handler.received[result().key]
     assert received["w"].dtype == np.float16 and np.array_equal(received["w"], upload["w"])
     assert received["n"].shape == () and received["n"] == 5
-    assert status == {"round": 3, "collaborators": sorted(handler.collaborators)}
+    assert status == {"round": 3, "collaborators": sorted(handler.collaborators),
+                      "uploads_in_flight": {}}
 
 
 def test_long_poll_returns_wait_after_bounded_wait(make_client):

@@ -325,8 +325,10 @@ def test_unparsable_unary_request_is_invalid_argument(pki, server, method):
     request_type = {"Handshake": pb.HandshakeRequest, "Heartbeat": pb.HeartbeatRequest,
                     "GetTasks": pb.GetTasksRequest, "GetStatus": pb.GetStatusRequest}[method]
     extra = {"plan_digest": "digest-1"} if method == "Handshake" else {}
-    good = request_type(header=header(), **extra).SerializeToString()
-    with raw_channel(pki, server.port) as channel:
+    good_header = header(sender="ops1") if method == "GetStatus" else header()
+    good = request_type(header=good_header, **extra).SerializeToString()
+    caller = "ops1" if method == "GetStatus" else "col-a"  # status is for operators only
+    with raw_channel(pki, server.port, caller) as channel:
         assert raw_unary(channel, method, good)[0] is Code.OK
         code, details = raw_unary(channel, method, garbage)
     assert code is Code.INVALID_ARGUMENT

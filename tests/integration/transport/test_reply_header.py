@@ -9,7 +9,7 @@ from openfl_like.core.errors import AuthError
 from openfl_like.core.messages import ResultKey, TaskResult
 from openfl_like.protocol import base_pb2
 
-from .conftest import AGGREGATOR, FEDERATION
+from .conftest import AGGREGATOR, FEDERATION, make_operator
 
 
 def _forge(server, **changes: str) -> None:
@@ -43,8 +43,16 @@ def test_every_rpc_checks_the_reply_header(server, make_client, changes, match):
         "send local task results": lambda: client.send_local_task_results(
             TaskResult(key, data_size=1), {"w": np.zeros(3)}
         ),
-        "get status": client.get_status,
     }
     for what, call in calls.items():
         with pytest.raises(AuthError, match=f"^{what}: .*{match}"):
             call()
+
+
+@pytest.mark.parametrize(("changes", "match"), CASES)
+def test_the_operator_client_checks_the_reply_header(pki, server, changes, match):
+    with make_operator(pki, server.port) as operator:
+        assert operator.get_status()["round"] == 3  # the genuine header passes
+        _forge(server, **changes)
+        with pytest.raises(AuthError, match=f"^get status: .*{match}"):
+            operator.get_status()

@@ -10,7 +10,7 @@ from openfl_like.core.messages import NamedTensor
 from openfl_like.protocol import base_pb2
 from openfl_like.protocol.chunking import TensorJoiner, split_tensors
 from openfl_like.protocol.wire import Frame
-from openfl_like.transport.aggregator_server import _join
+from openfl_like.transport.aggregator_server import _chunks, _join
 
 
 class _WatchingJoiner(TensorJoiner):
@@ -35,7 +35,7 @@ def test_join_releases_each_tensor_before_opening_the_next() -> None:
     joiner = _WatchingJoiner()
     # Act: take each tensor, keep only a weak reference, ask for the next
     got: dict[str, np.ndarray] = {}
-    for tensor in _join((chunks[0],), frames, joiner):
+    for tensor in _join(_chunks((chunks[0],), frames), joiner):
         joiner.previous = weakref.ref(tensor.array)
         got[tensor.name] = tensor.array.copy()
         del tensor
