@@ -27,7 +27,8 @@ def _running(tmp_path: Path, *, done: bool, failed: str = "") -> RunningAggregat
         failed=failed, exported=True, wait_until_done=lambda timeout=None: done or bool(failed),
         status=lambda: {"phase": phase, "failed": failed}, begin_shutdown=lambda: None,
         stop=lambda timeout=None: None)
-    server = SimpleNamespace(host="127.0.0.1", port=5, stop=lambda grace=None: None)
+    server = SimpleNamespace(host="127.0.0.1", port=5, health=None,
+                             stop=lambda grace=None: None)
     running = RunningAggregator(plan=plan, workspace=Workspace(tmp_path / "ws"),
                                 aggregator=fake, server=server)  # type: ignore[arg-type]
     staging = running.workspace.state_dir / "staging"
