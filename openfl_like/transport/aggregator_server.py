@@ -401,15 +401,19 @@ class AggregatorGRPCServer:
                 "max_total_bytes": self.settings.max_model_bytes,
             }
             started, moved = time.monotonic(), [0]
-            chunks = _chunks(first.chunks, request_iterator, moved.append)
+
+            def count(nbytes: int) -> None:
+                moved[0] += nbytes
+
             if self._streaming is not None:
-                streams = stream_tensors(chunks, **limits)
+                streams = stream_tensors(_chunks(first.chunks, request_iterator, count),
+                                         **limits)
                 ack = self._streaming.send_local_task_result_streams(result, streams)
             else:
-                tensors = _join(chunks, TensorJoiner(**limits))
+                tensors = _join(first.chunks, request_iterator, TensorJoiner(**limits), count)
                 ack = self._handler.send_local_task_results(result, tensors)
             if self._observer is not None:
-                nbytes = sum(moved)
+                nbytes = moved[0]
                 if nbytes:
                     self._observer.transfer(UPLOAD, nbytes, time.monotonic() - started)
                 self._observer.result(DUPLICATE if ack.duplicate else ACCEPTED if ack.accepted
@@ -454,9 +458,12 @@ def _only_aggregated(tensors: Iterable[NamedTensor]) -> Iterator[NamedTensor]:
         yield tensor
 
 
-def _join(chunks: Iterator[Chunk], joiner: TensorJoiner) -> Iterator[NamedTensor]:
+def _join(
+    first: tuple[Chunk, ...], rest: Iterator[Frame], joiner: TensorJoiner,
+    count: Callable[[int], object] | None = None,
+) -> Iterator[NamedTensor]:
     """The upload's tensors, each yielded as soon as its last chunk has arrived."""
-    for chunk in chunks:
+    for chunk in _chunks(first, rest, count):
         tensor = joiner.feed(chunk)
         if tensor is not None:
             yield tensor
@@ -467,18 +474,20 @@ def _join(chunks: Iterator[Chunk], joiner: TensorJoiner) -> Iterator[NamedTensor
 
 
 def _chunks(first: tuple[Chunk, ...], rest: Iterator[Frame],
-            count: Callable[[int], object]) -> Iterator[Chunk]:
+            count: Callable[[int], object] | None = None) -> Iterator[Chunk]:
     """The upload's chunks; a malformed message or a vanished client is a ProtocolError.
-    ``count`` is told each chunk's size (the transfer's tensor bytes)."""
+    ``count``, when given, is told each chunk's size (the transfer's tensor bytes)."""
     for chunk in first:
-        count(len(chunk.data))
+        if count is not None:
+            count(len(chunk.data))
         yield chunk
     try:
         for frame in rest:
             if frame.error:
                 raise ProtocolError(frame.error)
             for chunk in frame.chunks:
-                count(len(chunk.data))
+                if count is not None:
+                    count(len(chunk.data))
                 yield chunk
     except grpc.RpcError:  # the client went away mid-stream
         raise ProtocolError("upload interrupted: the client cancelled the stream") from None
