@@ -377,6 +377,7 @@ class AggregatorGRPCServer:
     ) -> pb.SendLocalTaskResultsResponse:
         with translate_errors(context, "SendLocalTaskResults"), \
                 self._observed("SendLocalTaskResults"), ExitStack() as slots:
+            started = time.monotonic()  # the transfer's time includes its first message
             peer = self._checker.check_peer(context)
             key = self._slot_key(peer)
             if key:  # capped before we wait for anything the caller sends
@@ -400,7 +401,7 @@ class AggregatorGRPCServer:
                 "max_tensor_bytes": self.settings.max_tensor_bytes,
                 "max_total_bytes": self.settings.max_model_bytes,
             }
-            started, moved = time.monotonic(), [0]
+            moved = [0]
 
             def count(nbytes: int) -> None:
                 moved[0] += nbytes

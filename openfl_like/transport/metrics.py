@@ -40,8 +40,6 @@ ROUND_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 360
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # Bytes per second of one transfer: 100 kB/s (a poor link) to 10 GB/s (loopback, memory).
 THROUGHPUT_BUCKETS = (1e5, 1e6, 1e7, 3e7, 1e8, 3e8, 1e9, 3e9, 1e10)
-# A transfer shorter than this has no meaningful rate (timer resolution): not observed.
-MIN_TRANSFER_SECONDS = 1e-4
 
 
 def os_threads() -> int:
@@ -215,7 +213,7 @@ class AggregatorMetrics:
 
     def transfer(self, direction: str, nbytes: int, seconds: float) -> None:
         self._transfer_bytes.labels(direction).inc(nbytes)
-        if nbytes > 0 and seconds >= MIN_TRANSFER_SECONDS:
+        if nbytes > 0 and seconds > 0:
             self._throughput.labels(direction).observe(nbytes / seconds)
 
     def polls_parked(self, delta: int) -> None:
