@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo demo-director demo-pki examples-data lint bench proto docs clean
+.PHONY: install ops-tools test test-fast demo demo-director demo-pki examples-data lint bench proto docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[ml,dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)  ## make .venv and install the project with everything it needs
+install: $(STAMP) ops-tools  ## make .venv and install the project with everything it needs
 
-test: $(STAMP)  ## the whole suite: unit, integration (real servers) and end-to-end (fx CLI)
+# Prometheus and promtool for the operations tests (docs/operations.md). Best effort and quiet:
+# only when missing, only as root with apt-get; without them those tests are skipped.
+ops-tools:  ## Debian's prometheus (server + promtool) when missing and apt-get can install it
+	-@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing prometheus (apt-get) for the operations tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus >/dev/null 2>&1 || echo "prometheus not installed: its tests are skipped"; \
+	  else echo "prometheus missing (apt-get install prometheus): its tests are skipped"; fi; }
+
+test: $(STAMP) ops-tools  ## the whole suite: unit, integration (real servers) and end-to-end (fx CLI)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## everything but the end-to-end tests

@@ -4,6 +4,10 @@
 keeping ``status.json`` in the workspace fresh (what `fx aggregator status` and `fx plan run`
 read), then writes the final evaluation and shuts the server down once every live collaborator
 has been told that the federation is over.
+
+With a metrics port (``network.metrics_port`` or ``metrics_port=``) it also serves ``/metrics``,
+``/healthz`` and ``/readyz`` over HTTP (``transport.http_ops``, ``transport.metrics``); that
+port opens before saved state is loaded, so ``/readyz`` answers 503 while the aggregator resumes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from openfl_like.app.aggregator_io import (  # re-exported: the aggregator's pub
 from openfl_like.app.common import Workspace, runner_params
 from openfl_like.app.exports import fault_hook_from_env, write_checksums
 from openfl_like.app.locks import ProcessLock, aggregator_lock
+from openfl_like.app.ops import round_listener, start_aggregator_ops
 from openfl_like.app.settings import transport_settings
 from openfl_like.core.errors import ConfigError, FederationError
 from openfl_like.core.fsutil import atomic_write, replace_derived
@@ -54,7 +59,9 @@ from openfl_like.runners.registry import evaluate_weights, initial_weights, save
 from openfl_like.transport.aggregator_server import AggregatorGRPCServer
 from openfl_like.transport.credentials import TlsFiles
 from openfl_like.transport.health import HealthState
+from openfl_like.transport.http_ops import OpsServer
 from openfl_like.transport.memory import limit_malloc_arenas, release_free_heap_after
+from openfl_like.transport.metrics import AggregatorMetrics
 from openfl_like.transport.server import RunningServer
 
 log = get_logger(__name__)
@@ -166,6 +173,23 @@ class RunningAggregator:
     _revoked_seen: frozenset[str] = frozenset()
     events: EventSink | None = None
     _status_extra: dict[str, Any] = field(default_factory=lambda: {"running": True})
+    metrics: AggregatorMetrics | None = None
+    _ops: OpsServer | None = None
+    _stopped: bool = False
+
+    def ready(self) -> bool:
+        """Ready to serve collaborators (``/readyz``): gRPC health SERVING when known, else
+        serving rounds, not stopping, not ended."""
+        health = self.server.health
+        if health is not None and not health.is_serving():
+            return False
+        agg = self.aggregator
+        return not (self._stopped or self.stop_requested.is_set() or agg.done or agg.failed)
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The HTTP port of /metrics, /healthz and /readyz (None: off)."""
+        return None if self._ops is None else self._ops.port
 
     def emit(self, event: Mapping[str, Any]) -> None:
         """Tell the supervisor (if any); never raises."""
@@ -229,6 +253,8 @@ class RunningAggregator:
                 if end is not None and time.monotonic() > end:
                     raise FederationError(f"federation not finished after {timeout} s")
             if self.aggregator.failed:
+                if self.metrics is not None:
+                    self.metrics.federation_failed()
                 self.write_status()
                 self.emit({"type": "failed", "reason": self.aggregator.failed})
                 self._say_farewell()
@@ -352,6 +378,7 @@ class RunningAggregator:
                         ", ".join(untold))
 
     def stop(self, grace: float | None = 1.0) -> None:
+        self._stopped = True
         self._not_serving()
         self.aggregator.begin_shutdown()
         self.server.stop(grace)
@@ -362,6 +389,9 @@ class RunningAggregator:
                 self.write_status()
             except Exception:
                 log.exception("could not write the final status")
+        if self._ops is not None:
+            self._ops.stop()
+            self._ops = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -376,18 +406,24 @@ def start_aggregator(
     port: int | None = None,
     allow_custom: bool = False,
     events: EventSink | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> RunningAggregator:
     """Load or create the federation state and start serving it over gRPC.
 
     ``events`` is told when it listens, each closed round (its record), and how it ended.
+    ``metrics_port`` (0: a free port) and ``metrics_host`` override the plan's
+    ``network.metrics_port``/``metrics_host`` (module docstring); without either, no HTTP port.
     """
     limit_malloc_arenas()  # before TensorFlow or gRPC start threads (see transport.memory)
     if plan.aggregator.test_data:
         final_test_set(plan)  # read and check it now: a bad file fails the start, not the end
     ws = Workspace.for_plan(plan, workspace)
     lock = aggregator_lock(ws).acquire()
+    ops: OpsServer | None = None
     try:
         settings = transport_settings(plan)
+        metrics, ops, set_ready = start_aggregator_ops(settings, metrics_port, metrics_host)
         tls_files = TlsFiles.for_participant(pki, plan.aggregator.name) if settings.tls else None
         if tls_files is not None:
             tls_files.read()  # fail early, naming the missing file
@@ -402,12 +438,16 @@ def start_aggregator(
         aggregator = Aggregator(plan, initial_weights=initial, state_dir=ws.state_dir,
                                 output_dir=ws.output_dir, after_upload=release_free_heap_after,
                                 fault_hook=fault_hook_from_env(),
-                                on_round_closed=None if events is None else (
-                                    lambda record: events({"type": "round", **record})))
+                                on_round_closed=round_listener(events, metrics))
+        if metrics is not None:
+            deadline = plan.stragglers.round_deadline_seconds if plan.stragglers.enabled else 0
+            metrics.watch_status(aggregator.status, staging_dir=StateStore(ws.state_dir).staging,
+                                 round_deadline_seconds=deadline)
         tracker = _FarewellTracker(aggregator, ws.state_dir / FAREWELL_RECORD)
         grpc_server = AggregatorGRPCServer(
             tracker, aggregator_name=plan.aggregator.name,
             federation_uuid=plan.federation_uuid, tls_files=tls_files, settings=settings,
+            observer=metrics,
         )
         try:
             running = grpc_server.start(  # health: NOT_SERVING until the end of the start
@@ -418,11 +458,14 @@ def start_aggregator(
             aggregator.stop()
             raise
     except BaseException:
+        if ops is not None:
+            ops.stop()
         lock.release()
         raise
     handle = RunningAggregator(plan=plan, workspace=ws, aggregator=aggregator, server=running,
                                allow_custom=allow_custom, _tracker=tracker, _lock=lock,
-                               _grpc=grpc_server, events=events)
+                               _grpc=grpc_server, events=events, metrics=metrics, _ops=ops)
+    set_ready(handle.ready)
     handle.write_status()
     grpc_server.health.set_serving()
     handle.emit({"type": "listening", "port": running.port,

@@ -5,6 +5,10 @@ a handshake is cut at once (nothing is lost: the aggregator hands the work out a
 progress finishes and its result is sent, unless sending needs a retry (a stop ends the backoff);
 no further task starts. ``run_collaborator`` then raises ``StoppedBySignal``. A second signal
 exits at once: the collaborator persists nothing but its lock, which the kernel releases.
+
+With a metrics port (``metrics_port=``, or the plan copy's ``network.metrics_port``) it serves
+``/metrics`` (task durations, bytes, retries, reconnects), ``/healthz`` and ``/readyz`` (200 while
+it works for the federation) over HTTP (``app.ops``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 from openfl_like.app.common import Workspace, parse_address, runner_params
 from openfl_like.app.locks import ProcessLock
+from openfl_like.app.ops import TimedRunner, start_collaborator_ops
 from openfl_like.app.settings import transport_settings
 from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop
 from openfl_like.core.errors import ConfigError, PermissionDeniedError, PlanError
@@ -234,13 +239,16 @@ def run_collaborator(
     handle_signals: bool = False,
     data_file: str | Path | None = None,
     events: Callable[[TaskEvent], None] | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> CollaboratorSummary:
     """Join the federation as ``name`` and work until it ends.
 
     ``handle_signals`` (main thread only): a terminating signal stops it gracefully (module
     docstring) and raises ``StoppedBySignal``. ``data_file``: this site's data description
     (default: the collaborator's data.yaml entry). ``events``: called with ``task_event(...)``
-    after each finished task (e.g. ``FdEventWriter`` for an envoy).
+    after each finished task (e.g. ``FdEventWriter`` for an envoy). ``metrics_port`` (0: a free
+    port) and ``metrics_host`` override the plan's ``network.metrics_port``/``metrics_host``.
     """
     check_name(name, "collaborator name")
     if name not in plan.collaborators:
@@ -260,8 +268,12 @@ def run_collaborator(
     with (ProcessLock(ws.locks_dir / f"collaborator-{name}.lock", f"collaborator {name!r}"),
           SignalStop(signals, on_stop=on_stop) as stop):
         # The site's data first: a mismatch with the contract is refused before any network.
-        runner = build_runner(plan, name, allow_custom=allow_custom, data_file=data_file)
+        runner = TimedRunner(build_runner(plan, name, allow_custom=allow_custom,
+                                          data_file=data_file))
         settings = transport_settings(plan)
+        metrics, ops = start_collaborator_ops(
+            settings, metrics_port, metrics_host,
+            ready=lambda: collaborator is not None and not stop.stopped)
         if aggregator_address:
             host, port = parse_address(aggregator_address)
         else:
@@ -276,12 +288,18 @@ def run_collaborator(
             tls_files=files, settings=settings,
             # a stop request ends a retry's backoff at once: no point in reconnecting then
             retry=RetryPolicy.from_settings(settings.retry, sleep=stop.sleep_or_raise),
+            observer=metrics,
         )
-        with client:
+        with client, contextlib.ExitStack() as cleanup:
+            if ops is not None:
+                cleanup.callback(ops.stop)
+            on_task = _task_listener(events)
+            if metrics is not None:
+                on_task = _timed_listener(on_task, runner, metrics.task_done)
             collaborator = Collaborator(
                 name, StoppablePort(GrpcAggregatorPort(client), stop),
                 StoppableRunner(runner, stop), CollaboratorSettings.from_plan(plan),
-                on_task=_task_listener(events),
+                on_task=on_task,
             )
             try:
                 summary = collaborator.run()
@@ -301,5 +319,20 @@ def _task_listener(events: Callable[[TaskEvent], None] | None
     def listener(round_number: int, task: str, metrics: Mapping[str, float],
                  samples: int) -> None:
         events(task_event(round_number, task, metrics, samples))
+
+    return listener
+
+
+TaskListener = Callable[[int, str, Mapping[str, float], int], None]
+
+
+def _timed_listener(inner: TaskListener | None, runner: TimedRunner,
+                    task_done: Callable[[int, str, float], None]) -> TaskListener:
+    """Tells ``task_done`` each task's round, name and duration, then ``inner`` (if any)."""
+    def listener(round_number: int, task: str, metrics: Mapping[str, float],
+                 samples: int) -> None:
+        task_done(round_number, task, runner.last_seconds)
+        if inner is not None:
+            inner(round_number, task, metrics, samples)
 
     return listener

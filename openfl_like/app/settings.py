@@ -23,6 +23,8 @@ _PLAN_TO_TRANSPORT: dict[str, tuple[str, str]] = {
     "retry_max_seconds": ("retry", "max_backoff_seconds"),
     "retry_total_seconds": ("retry", "total_seconds"),
     "client_role": ("", "client_role"),
+    "metrics_port": ("", "metrics_port"),
+    "metrics_host": ("", "metrics_host"),
 }
 
 

@@ -15,7 +15,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from openfl_like.cli.options import allow_custom_option, plan_dir_option, workspace_option
+from openfl_like.cli.options import (
+    allow_custom_option,
+    metrics_options,
+    plan_dir_option,
+    workspace_option,
+)
 from openfl_like.cli.pki import pki_dir_option
 from openfl_like.core.errors import ConfigError, OpenflLikeError
 from openfl_like.pki import PkiStore
@@ -34,11 +39,13 @@ def aggregator() -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="TCP port (default: aggregator.port; 0 picks a free one).")
 @allow_custom_option
+@metrics_options
 @click.option("--events-fd", type=click.IntRange(0), default=None, hidden=True,
               help="Write JSON lines (listening, each round, final) to this inherited file "
                    "descriptor: how a director follows the aggregators it starts.")
 def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | None,
-          port: int | None, allow_custom: bool, events_fd: int | None) -> None:
+          port: int | None, allow_custom: bool, metrics_port: int | None,
+          metrics_host: str | None, events_fd: int | None) -> None:
     """Serve the federation over mutual TLS until its last round; resume saved state if any.
 
     SIGTERM, SIGHUP or Ctrl-C stops it gracefully: no new work, in-flight uploads get a few
@@ -55,7 +62,8 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
     plan = load_plan(plan_dir)
     events = events_to_fd(events_fd) if events_fd is not None else None
     running = start_aggregator(plan, pki=store, workspace=workspace, host=host, port=port,
-                               allow_custom=allow_custom, events=events)
+                               allow_custom=allow_custom, events=events,
+                               metrics_port=metrics_port, metrics_host=metrics_host)
     # SIGTERM/SIGHUP/SIGINT: a graceful stop (the run loop sees the event); a second: now.
     with SignalStop(on_stop=lambda _sig: running.stop_requested.set()):
         final = running.run()

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from openfl_like.cli.options import allow_custom_option, plan_dir_option, workspace_option
+from openfl_like.cli.options import (
+    allow_custom_option,
+    metrics_options,
+    plan_dir_option,
+    workspace_option,
+)
 from openfl_like.cli.pki import pki_dir_option
 from openfl_like.pki import PkiStore
 
@@ -41,10 +46,11 @@ def collaborator() -> None:
               'line per finished task: {"round": R, "task": T, "metrics": {...}, '
               '"samples": N}.')
 @allow_custom_option
+@metrics_options
 def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
           aggregator_address: str | None, cert: Path | None, key: Path | None,
           ca_bundle: Path | None, data_file: Path | None, events_fd: int | None,
-          allow_custom: bool) -> None:
+          allow_custom: bool, metrics_port: int | None, metrics_host: str | None) -> None:
     """Join the federation, long-poll for tasks and run them until the federation ends.
 
     Exits 0 with a summary when the aggregator says the federation is over; exits non-zero with
@@ -74,7 +80,8 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
         summary = run_collaborator(
             plan, name, pki=store, aggregator_address=aggregator_address, tls_files=files,
             workspace=workspace, allow_custom=allow_custom, handle_signals=True,
-            data_file=data_file, events=events,
+            data_file=data_file, events=events, metrics_port=metrics_port,
+            metrics_host=metrics_host,
         )
     except StoppedBySignal as exc:
         click.echo(f"collaborator {name} stopped by {exc.signum.name}; start it again to rejoin",

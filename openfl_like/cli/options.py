@@ -34,3 +34,17 @@ def allow_custom_option(func: F) -> F:
         "set task_runner.allow_custom_objects). Off by default: a plan never makes this "
         "process import code unless you say so.",
     )(func)
+
+
+def metrics_options(func: F) -> F:
+    """``--metrics-port`` and ``--metrics-host``: the HTTP port of /metrics, /healthz, /readyz."""
+    func = click.option(
+        "--metrics-host", default=None, metavar="ADDRESS",
+        help="Address of the metrics port (default: network.metrics_host, else 127.0.0.1). "
+        "The port is unauthenticated: another address is logged as a warning.",
+    )(func)
+    return click.option(
+        "--metrics-port", type=click.IntRange(0, 65535), default=None,
+        help="Serve Prometheus /metrics, /healthz and /readyz over HTTP on this port (0: a free "
+        "one, logged). Default: network.metrics_port or FX_METRICS_PORT; off without them.",
+    )(func)

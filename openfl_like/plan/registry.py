@@ -59,6 +59,8 @@ NETWORK_KEYS: dict[str, type] = {
     "retry_total_seconds": float,
     "tls": bool,
     "client_role": str,
+    "metrics_port": int,  # /metrics, /healthz, /readyz over HTTP (0: off); transport.settings
+    "metrics_host": str,
 }
 # allowed values of the string keys (client_role mirrors transport.settings.CLIENT_ROLES)
 NETWORK_CHOICES: dict[str, tuple[str, ...]] = {"client_role": ("collaborator", "envoy")}

@@ -13,6 +13,10 @@ federation; otherwise AuthError (ProtocolError when it has no header).
 Uploads replay from the start on retry: ``send_local_task_results`` takes a mapping of arrays or a
 factory returning a fresh iterable, never a one-shot iterator; the result's idempotency key
 (collaborator, round, task) lets the aggregator recognise a repeat.
+
+An ``observer`` (``transport.observers.ClientObserver``, e.g. ``transport.metrics``) is told the
+size of every message sent and received, each retry with its status code, and each time the
+channel becomes READY again after it had been connected (a reconnect).
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, channel_credentials
 from openfl_like.transport.identity import check_reply_header
 from openfl_like.transport.instances import INSTANCE_METADATA_KEY, LEAVING_METADATA_KEY
+from openfl_like.transport.observers import (
+    ClientObserver,
+    counting_parser,
+    counting_serializer,
+)
 from openfl_like.transport.retry import RetryExhausted, RetryPolicy
 from openfl_like.transport.server import INSECURE_WARNING
 from openfl_like.transport.settings import TransportSettings
@@ -124,8 +133,11 @@ class AggregatorGRPCClient:
         settings: TransportSettings | None = None,
         single_col_cert_common_name: str = "",
         retry: RetryPolicy | None = None,
+        observer: ClientObserver | None = None,
     ) -> None:
         self.settings = settings or TransportSettings()
+        self._observer = observer
+        self._was_ready = False  # the channel has been READY once (reconnects count after)
         if self.settings.tls and tls_files is None:
             raise ConnectionFailedError("mutual TLS is on: the collaborator needs its certificate")
         self.target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -152,6 +164,8 @@ class AggregatorGRPCClient:
         with self._lock:
             if self._channel is None:
                 self._channel = self._open_channel()
+                if self._observer is not None:
+                    self._channel.subscribe(self._on_connectivity)
                 self._calls = {name: self._callable(self._channel, rpc)
                                for name, rpc in AGGREGATOR_RPCS.items()}  # fmt: skip
         return self
@@ -160,7 +174,16 @@ class AggregatorGRPCClient:
         with self._lock:
             channel, self._channel, self._calls = self._channel, None, {}
         if channel is not None:
+            if self._observer is not None:
+                channel.unsubscribe(self._on_connectivity)
             channel.close()
+
+    def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
+        """grpc's connectivity callback: READY again after having been READY is a reconnect."""
+        if state is grpc.ChannelConnectivity.READY:
+            if self._was_ready and self._observer is not None:
+                self._observer.reconnect()
+            self._was_ready = True
 
     def reconnect(self) -> None:
         self.disconnect()
@@ -184,10 +207,13 @@ class AggregatorGRPCClient:
 
     def _callable(self, channel: grpc.Channel, rpc: Rpc) -> Any:
         factory = getattr(channel, rpc.kind)
+        observer = self._observer
         multi_callable = factory(
             rpc.path,
-            request_serializer=rpc.serialize_request,
-            response_deserializer=rpc.deserialize_response,
+            request_serializer=rpc.serialize_request if observer is None
+            else counting_serializer(rpc.serialize_request, observer.sent),
+            response_deserializer=rpc.deserialize_response if observer is None
+            else counting_parser(rpc.deserialize_response, observer.received),
         )
         return functools.partial(multi_callable, metadata=self._metadata)
 
@@ -200,7 +226,8 @@ class AggregatorGRPCClient:
 
     def _with_retry(self, what: str, operation: Callable[[], T]) -> T:
         try:
-            return self._retry.call(operation, is_retryable=is_retryable, describe=what)
+            return self._retry.call(operation, is_retryable=is_retryable, describe=what,
+                                    on_retry=None if self._observer is None else self._retried)
         except RetryExhausted as exhausted:
             last = exhausted.last
             busy = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -219,6 +246,12 @@ class AggregatorGRPCClient:
             ) from None
         except grpc.RpcError as error:
             raise error_from_rpc(error, what=what) from None
+
+    def _retried(self, error: BaseException, _wait: float) -> None:
+        code = getattr(error, "code", None)
+        status = code() if callable(code) else None
+        if self._observer is not None:
+            self._observer.retry(getattr(status, "name", "UNKNOWN"))
 
     def _check(self, response: Any, what: str) -> None:
         header = response.header if response.HasField("header") else None

@@ -33,6 +33,10 @@ name at most once and at most ``max_tensor_names_per_request`` of them, so neith
 nor a crafted request can leak one collaborator's update or fan a small request out into many
 copies of the model.
 
+An ``observer`` (``transport.observers.ServerObserver``, e.g. ``transport.metrics``) is told
+the bytes of every message, each call that ends with an error status (with the check that
+refused it), each result's outcome, each model transfer and each parked long-poll.
+
 ``revoked_participants()`` tells the application which participants seen so far the current
 CRL revokes, so the round stops waiting for them at once.
 
@@ -46,7 +50,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
@@ -57,6 +61,7 @@ from openfl_like.core.errors import (
     AuthError,
     DeadlineExceededError,
     NotFoundError,
+    OpenflLikeError,
     PermissionDeniedError,
     ProtocolError,
     ResourceLimitError,
@@ -90,9 +95,19 @@ from openfl_like.transport.identity import HeaderChecker, PeerIdentity
 from openfl_like.transport.inflight import UploadsInFlight
 from openfl_like.transport.instances import InstanceRegistry
 from openfl_like.transport.limits import PeerSlots
+from openfl_like.transport.observers import (
+    ACCEPTED,
+    DOWNLOAD,
+    DUPLICATE,
+    REFUSED,
+    UPLOAD,
+    ServerObserver,
+    counting_parser,
+    counting_serializer,
+)
 from openfl_like.transport.server import RunningServer, serve, start_server
 from openfl_like.transport.settings import TransportSettings
-from openfl_like.transport.status import translate_errors
+from openfl_like.transport.status import status_for, translate_errors
 from openfl_like.transport.watchdog import Watchdog, expire_call
 
 _log = get_logger(__name__)
@@ -110,8 +125,10 @@ class AggregatorGRPCServer:
         tls_files: TlsFiles | None,
         settings: TransportSettings | None = None,
         single_col_cert_common_name: str = "",
+        observer: ServerObserver | None = None,
     ) -> None:
         self.settings = settings or TransportSettings()
+        self._observer = observer
         if self.settings.tls and tls_files is None:
             raise AuthError("mutual TLS is on: the aggregator needs its certificate files")
         self._handler = handler
@@ -168,11 +185,14 @@ class AggregatorGRPCServer:
             UNARY_STREAM: grpc.unary_stream_rpc_method_handler,
             STREAM_UNARY: grpc.stream_unary_rpc_method_handler,
         }
+        observer = self._observer
         methods = {
             name: factories[rpc.kind](
                 getattr(self, name),
-                request_deserializer=rpc.server_request_deserializer,
-                response_serializer=rpc.serialize_response,
+                request_deserializer=rpc.server_request_deserializer if observer is None
+                else counting_parser(rpc.server_request_deserializer, observer.received),
+                response_serializer=rpc.serialize_response if observer is None
+                else counting_serializer(rpc.serialize_response, observer.sent),
             )
             for name, rpc in AGGREGATOR_RPCS.items()
         }
@@ -235,13 +255,39 @@ class AggregatorGRPCServer:
         participant = self._checker.check_header(context, request.header, peer, role=role)
         return request, participant, peer
 
+    @contextmanager
+    def _observed(self, method: str) -> Iterator[None]:
+        """Tell the observer about a call that ends with an error (inside translate_errors)."""
+        try:
+            yield
+        except Exception as error:
+            if self._observer is not None:
+                code, _ = status_for(error)
+                check = getattr(error, "check", "") or (
+                    error.code if isinstance(error, OpenflLikeError) else "internal")
+                self._observer.refused(method, code.name, str(check))
+                if method == "SendLocalTaskResults":
+                    self._observer.result(REFUSED, code.name.lower())
+            raise
+
+    @contextmanager
+    def _parked(self) -> Iterator[None]:
+        if self._observer is None:
+            yield
+            return
+        self._observer.polls_parked(+1)
+        try:
+            yield
+        finally:
+            self._observer.polls_parked(-1)
+
     def _hold(self, slots: PeerSlots, peer: PeerIdentity, name: str) -> Any:
         return slots.hold(self._slot_key(peer) or f"name:{name}", name)
 
     # -- RPCs ------------------------------------------------------------------------------
 
     def Handshake(self, raw: bytes, context: grpc.ServicerContext) -> pb.HandshakeResponse:
-        with translate_errors(context, "Handshake"):
+        with translate_errors(context, "Handshake"), self._observed("Handshake"):
             request, name, _ = self._authenticate("Handshake", raw, context)
             extra: dict[str, Any] = {}
             if self._declares:
@@ -254,16 +300,17 @@ class AggregatorGRPCServer:
             return convert.handshake_to_pb(reply, self._reply_header(name))
 
     def Heartbeat(self, raw: bytes, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
-        with translate_errors(context, "Heartbeat"):
+        with translate_errors(context, "Heartbeat"), self._observed("Heartbeat"):
             _, name, _ = self._authenticate("Heartbeat", raw, context)
             reply = self._handler.heartbeat(name)
             return convert.heartbeat_to_pb(reply, self._reply_header(name))
 
     def GetTasks(self, raw: bytes, context: grpc.ServicerContext) -> pb.GetTasksResponse:
-        with translate_errors(context, "GetTasks"):
+        with translate_errors(context, "GetTasks"), self._observed("GetTasks"):
             request, name, peer = self._authenticate("GetTasks", raw, context)
             wait = min(max(request.wait_seconds, 0.0), self.settings.long_poll_seconds)
-            with self._hold(self.polls, peer, name), self._checker.polling(context, name):
+            with self._hold(self.polls, peer, name), self._checker.polling(context, name), \
+                    self._parked():
                 if self._wakeable:
                     # Parked on a wake-up that a round close sets, or grpc when the call ends.
                     wakeup = Wakeup()
@@ -309,7 +356,8 @@ class AggregatorGRPCServer:
             self._checker.still_waiting(context, name)
 
     def GetAggregatedTensors(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[Frame]:
-        with translate_errors(context, "GetAggregatedTensors"):
+        with translate_errors(context, "GetAggregatedTensors"), \
+                self._observed("GetAggregatedTensors"):
             request, name, peer = self._authenticate("GetAggregatedTensors", raw, context)
             names = self._tensor_names(request.tensor_names)
             with self._hold(self.streams, peer, name):
@@ -318,11 +366,15 @@ class AggregatorGRPCServer:
                 )
                 header: base_pb2.MessageHeader | None = self._reply_header(name)
                 size = self.settings.chunk_size
+                started, nbytes = time.monotonic(), 0
                 for group in pack_chunks(split_tensors(_only_aggregated(tensors), size), size):
+                    nbytes += sum(len(chunk.data) for chunk in group)
                     yield Frame.of(group, header=header)
                     header = None
                 if header is not None:  # no tensors at all: still answer with our header
                     yield Frame(header=header)
+                if self._observer is not None:
+                    self._observer.transfer(DOWNLOAD, nbytes, time.monotonic() - started)
 
     def _tensor_names(self, requested: Iterable[str]) -> list[str]:
         """Each name at most once, and not too many: a small request must not make us send the
@@ -343,7 +395,9 @@ class AggregatorGRPCServer:
     def SendLocalTaskResults(
         self, request_iterator: Iterator[Frame], context: grpc.ServicerContext
     ) -> pb.SendLocalTaskResultsResponse:
-        with translate_errors(context, "SendLocalTaskResults"), ExitStack() as slots:
+        with translate_errors(context, "SendLocalTaskResults"), \
+                self._observed("SendLocalTaskResults"), ExitStack() as slots:
+            started = time.monotonic()  # the transfer's time includes its first message
             peer = self._checker.check_peer(context)
             key = self._slot_key(peer)
             if key:  # capped before we wait for anything the caller sends
@@ -367,13 +421,24 @@ class AggregatorGRPCServer:
                 "max_tensor_bytes": self.settings.max_tensor_bytes,
                 "max_total_bytes": self.settings.max_model_bytes,
             }
-            chunks = self.uploads.count(name, _chunks(first.chunks, request_iterator))
+            moved = [0]
+
+            def count(nbytes: int) -> None:
+                moved[0] += nbytes
+
+            chunks = self.uploads.count(name, _chunks(first.chunks, request_iterator, count))
             if self._streaming is not None:
                 streams = stream_tensors(chunks, **limits)
                 ack = self._streaming.send_local_task_result_streams(result, streams)
             else:
                 tensors = _join(chunks, TensorJoiner(**limits))
                 ack = self._handler.send_local_task_results(result, tensors)
+            if self._observer is not None:
+                nbytes = moved[0]
+                if nbytes:
+                    self._observer.transfer(UPLOAD, nbytes, time.monotonic() - started)
+                self._observer.result(DUPLICATE if ack.duplicate else ACCEPTED if ack.accepted
+                                      else REFUSED, "" if ack.accepted else "not_counted")
             return convert.ack_to_pb(ack, self._reply_header(name))
 
     def _first_frame(
@@ -400,7 +465,7 @@ class AggregatorGRPCServer:
         return first
 
     def GetStatus(self, raw: bytes, context: grpc.ServicerContext) -> pb.GetStatusResponse:
-        with translate_errors(context, "GetStatus"):
+        with translate_errors(context, "GetStatus"), self._observed("GetStatus"):
             _, name, _ = self._authenticate("GetStatus", raw, context, role=Role.OPERATOR)
             snapshot = dict(self._handler.status())
             snapshot["uploads_in_flight"] = self.uploads.snapshot()
@@ -428,13 +493,21 @@ def _join(chunks: Iterator[Chunk], joiner: TensorJoiner) -> Iterator[NamedTensor
     joiner.finish()
 
 
-def _chunks(first: tuple[Chunk, ...], rest: Iterator[Frame]) -> Iterator[Chunk]:
-    """The upload's chunks; a malformed message or a vanished client is a ProtocolError."""
-    yield from first
+def _chunks(first: tuple[Chunk, ...], rest: Iterator[Frame],
+            count: Callable[[int], object] | None = None) -> Iterator[Chunk]:
+    """The upload's chunks; a malformed message or a vanished client is a ProtocolError.
+    ``count``, when given, is told each chunk's size (the transfer's tensor bytes)."""
+    for chunk in first:
+        if count is not None:
+            count(len(chunk.data))
+        yield chunk
     try:
         for frame in rest:
             if frame.error:
                 raise ProtocolError(frame.error)
-            yield from frame.chunks
+            for chunk in frame.chunks:
+                if count is not None:
+                    count(len(chunk.data))
+                yield chunk
     except grpc.RpcError:  # the client went away mid-stream
         raise ProtocolError("upload interrupted: the client cancelled the stream") from None

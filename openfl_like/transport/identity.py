@@ -22,6 +22,9 @@ even parsed, and before the first message of a client stream is awaited; parts 2
 6. no other live process holds the sender's name (PERMISSION_DENIED; see ``instances``); not
    asked of operators, who only read and may watch from several terminals at once.
 
+Each refusal carries a ``check`` attribute naming the check that failed (one of ``CHECKS``), so
+a server's observer counts refusals by check without parsing messages.
+
 Client side, :func:`check_reply_header` checks every reply the other way round: it comes from
 the server we dialled, is addressed to us, and belongs to our federation.
 
@@ -41,6 +44,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import grpc
 from cryptography import x509
@@ -134,7 +138,8 @@ class _CertCache:
         try:
             peer = _Peer.of(x509.load_pem_x509_certificate(pem))
         except ValueError:
-            raise AuthError("peer certificate cannot be parsed") from None
+            raise _refusal(AuthError("peer certificate cannot be parsed"),
+                           "bad_certificate") from None
         with self._lock:
             self._items[pem] = peer
             if len(self._items) > self._size:
@@ -202,33 +207,34 @@ class HeaderChecker:
             if self.single_col_cert_common_name:
                 shared = self.single_col_cert_common_name
                 if common_name != shared or header.single_col_cert_common_name != shared:
-                    raise AuthError(
+                    raise _refusal(AuthError(
                         f"single-certificate mode: certificate {common_name!r} and header "
                         f"{header.single_col_cert_common_name!r} must both be {shared!r}"
-                    )
+                    ), "cn_mismatch")
             elif sender != common_name:
-                raise AuthError(
+                raise _refusal(AuthError(
                     f"header sender {sender!r} does not match the certificate's name "
                     f"{common_name!r}"
-                )
+                ), "cn_mismatch")
         if not sender:
-            raise AuthError("request header has no sender")
+            raise _refusal(AuthError("request header has no sender"), "no_sender")
         allowed = (
             (role in CERTIFICATE_ONLY_ROLES and self.tls)
             or (self.is_authorized_as(sender, role) if self.is_authorized_as is not None
                 else self.is_authorized(sender))
         )
         if not allowed:
-            raise PermissionDeniedError(f"{sender!r} is not an authorised {role} of this plan")
+            raise _refusal(PermissionDeniedError(
+                f"{sender!r} is not an authorised {role} of this plan"), "not_authorised")
         if header.receiver != self.server_name:
-            raise PermissionDeniedError(
+            raise _refusal(PermissionDeniedError(
                 f"request is addressed to {header.receiver!r}, this is {self.server_name!r}"
-            )
+            ), "wrong_receiver")
         if header.federation_uuid != self.federation_uuid:
-            raise PlanMismatchError(
+            raise _refusal(PlanMismatchError(
                 f"federation {header.federation_uuid!r} is not this server's "
                 f"{self.federation_uuid!r}"
-            )
+            ), "wrong_federation")
         if self.instances is not None and role not in CERTIFICATE_ONLY_ROLES:
             instance = instance_of(context)
             self.instances.claim(sender, instance)
@@ -283,36 +289,53 @@ class HeaderChecker:
     ) -> _Peer:
         pem = peer_certificate_pem(context)
         if pem is None:
-            raise AuthError("no client certificate presented")
+            raise _refusal(AuthError("no client certificate presented"), "no_certificate")
         peer = self._certs.load(pem)
         cert = peer.cert
         if self.revocation is not None:
             try:
                 revoked = self.revocation.is_revoked(cert)
             except OpenflLikeError as exc:  # fail closed: an unreadable CRL lets nobody in
-                raise AuthError(f"cannot check revocation: {exc.message}") from None
+                raise _refusal(AuthError(f"cannot check revocation: {exc.message}"),
+                               "crl_unusable") from None
             if revoked:
                 self._remember(peer)
-                raise AuthError(f"certificate of {_cn_or_serial(cert)} is revoked")
+                raise _refusal(AuthError(f"certificate of {_cn_or_serial(cert)} is revoked"),
+                               "revoked")
         moment = self.now()
         if not peer.not_before <= moment <= peer.not_after:
-            raise AuthError(
+            raise _refusal(AuthError(
                 f"certificate of {_cn_or_serial(cert)} is outside its validity period "
                 f"({peer.not_before:%Y-%m-%d %H:%M} to {peer.not_after:%Y-%m-%d %H:%M} UTC)"
-            )
+            ), "expired")
         if peer.error:
-            raise AuthError(f"peer certificate: {peer.error}")
+            raise _refusal(AuthError(f"peer certificate: {peer.error}"), "bad_certificate")
         if peer.role != role:
             if rpc:
-                raise PermissionDeniedError(
+                raise _refusal(PermissionDeniedError(
                     f"certificate of {peer.name!r} has role {peer.role}: {rpc} is for {role} "
                     f"certificates only"
-                )
-            raise PermissionDeniedError(
+                ), "role")
+            raise _refusal(PermissionDeniedError(
                 f"certificate of {peer.name!r} has role {peer.role}, not {role}"
-            )
+            ), "role")
         self._remember(peer)
         return peer
+
+
+_E = TypeVar("_E", bound=OpenflLikeError)
+
+# The ``check`` names a refusal carries (what metrics count refusals by: a fixed set).
+CHECKS: tuple[str, ...] = (
+    "no_certificate", "bad_certificate", "crl_unusable", "revoked", "expired", "role",
+    "cn_mismatch", "no_sender", "not_authorised", "wrong_receiver", "wrong_federation",
+)
+
+
+def _refusal(error: _E, check: str) -> _E:
+    """``error`` with the name of the check that refused the call (module docstring)."""
+    error.check = check  # type: ignore[attr-defined]
+    return error
 
 
 def _cn_or_serial(cert: x509.Certificate) -> str:

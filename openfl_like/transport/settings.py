@@ -33,7 +33,15 @@ environment variable               setting                           default
 ``FX_RETRY_TOTAL_SECONDS``         ``retry.total_seconds``           300
 ``FX_TLS_TARGET_NAME_OVERRIDE``    ``target_name_override``          "" (verify the real host)
 ``FX_CLIENT_ROLE``                 ``client_role``                   collaborator (see below)
+``FX_METRICS_PORT``                ``metrics_port``                  0 (off; see below)
+``FX_METRICS_HOST``                ``metrics_host``                  127.0.0.1
 =================================  ================================  =========================
+
+``metrics_port`` (plan key ``network.metrics_port``, or ``--metrics-port``) turns on a plain HTTP
+port serving ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz`` (``transport.http_ops``); 0
+leaves it off. It is unauthenticated and listens on ``metrics_host``, 127.0.0.1 unless told
+otherwise (another address is logged as a warning). ``network`` is a site-local section of the
+plan: each host's copy may set its own port; processes sharing one host need one port each.
 
 ``client_role`` is the certificate role an aggregator accepts from its clients: ``collaborator``,
 or ``envoy`` for an aggregator a director starts, whose collaborators are envoys running under
@@ -122,6 +130,9 @@ class TransportSettings:
     target_name_override: str = ""
     # the certificate role the aggregator accepts from its clients (CLIENT_ROLES)
     client_role: str = "collaborator"
+    # the operations HTTP port (/metrics, /healthz, /readyz): 0 = off; and where it listens
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     keepalive: KeepaliveSettings = field(default_factory=KeepaliveSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
 
@@ -153,6 +164,11 @@ class TransportSettings:
                 f"network.client_role: must be one of {', '.join(CLIENT_ROLES)}, "
                 f"got {self.client_role!r}"
             )
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"network.metrics_port: must be 0 (off) to 65535, got "
+                              f"{self.metrics_port}")
+        if not self.metrics_host.strip():
+            raise ConfigError("network.metrics_host: must not be empty")
         if self.retry.initial_backoff_seconds <= 0 or self.retry.multiplier < 1:
             raise ConfigError("network.retry: initial_backoff_seconds > 0 and multiplier >= 1")
 
@@ -236,6 +252,8 @@ ENV_VARS: dict[str, str] = {
     "FX_RETRY_TOTAL_SECONDS": "retry.total_seconds",
     "FX_TLS_TARGET_NAME_OVERRIDE": "target_name_override",
     "FX_CLIENT_ROLE": "client_role",
+    "FX_METRICS_PORT": "metrics_port",
+    "FX_METRICS_HOST": "metrics_host",
 }
 
 # Certificate roles an aggregator may accept from its clients (``client_role``).
