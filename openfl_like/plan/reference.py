@@ -170,6 +170,9 @@ DESCRIPTIONS: dict[str, str] = {
     "network.retry_total_seconds": "Give up reconnecting after this long.",
     "network.tls": "Mutual TLS (default true); false is for local experiments only.",
     "network.client_role": "The certificate role the aggregator accepts from its clients.",
+    "network.metrics_port": "HTTP port of /metrics, /healthz, /readyz (0: off; site-local).",
+    "network.metrics_host": "Address of that port (default 127.0.0.1; any other is "
+                            "unauthenticated and warned about).",
 }
 
 def _fields(cls: type[Any]) -> list[dataclasses.Field[Any]]:
