@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from openfl_like.app.common import Workspace
 from openfl_like.app.locks import LockHeldError, aggregator_lock
+from openfl_like.app.logfiles import LOG_FILE_ENV
 from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop, StoppedBySignal
 from openfl_like.app.workspace import PkiReport, ensure_pki
 from openfl_like.core.errors import ConfigError, FederationError
@@ -298,6 +299,7 @@ def _run_children(
     common = ["--pki-dir", str(pki.root.resolve()), "--workspace", str(ws.root)]
     base = [*fx_command(), "--log-level", log_level]
     env = dict(os.environ)
+    env[LOG_FILE_ENV] = "off"  # their whole output is captured into logs/ already
     aggregator = children.start(
         "aggregator",
         [*base, "aggregator", "start", "-p", plan_path, *common, "--port", str(chosen_port)],
