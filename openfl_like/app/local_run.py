@@ -134,6 +134,30 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+class RoundFeed:
+    """Hands each closed round's record to ``on_round`` once, in order, from the aggregator's
+    metrics.json (read only when the status says a newer round closed): polling the status
+    alone would miss rounds that close within one poll."""
+
+    def __init__(self, metrics_path: Path, on_round: Callable[[dict[str, Any]], None]) -> None:
+        self.metrics_path = metrics_path
+        self.on_round = on_round
+        self.reported = -1  # the last round handed over
+
+    def update(self, status: dict[str, Any] | None) -> None:
+        last = ((status or {}).get("last_round") or {}).get("round")
+        if isinstance(last, int) and last > self.reported:
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        history = _read_json(self.metrics_path)
+        for record in history if isinstance(history, list) else []:
+            number = record.get("round") if isinstance(record, dict) else None
+            if isinstance(number, int) and number > self.reported:
+                self.reported = number
+                self.on_round(record)
+
+
 @dataclass(frozen=True)
 class SavedRun:
     """The previous run a workspace holds, from its state.json (read tolerantly)."""
@@ -244,8 +268,12 @@ def run_plan_locally(
     timeout: float | None = None,
     handle_signals: bool = False,
     stop_grace: float = STOP_GRACE_SECONDS,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> LocalRunResult:
     """Run ``plan_dir`` on this host and return its final metrics and per-round history.
+
+    ``on_status`` gets each status the aggregator writes (a progress display); ``on_round``
+    each closed round's record, once and in order (a plain line per round).
 
     ``handle_signals`` (main thread only): SIGTERM/SIGHUP/SIGINT stop every child and raise
     ``StoppedBySignal``; a second signal SIGKILLs them and exits at once.
@@ -265,7 +293,8 @@ def run_plan_locally(
             stop.raise_if_stopped()
             try:
                 codes = _run_children(plan, plan_dir, pki, ws, children, stop, port=port,
-                                      log_level=log_level, on_status=on_status, timeout=timeout)
+                                      log_level=log_level, timeout=timeout,
+                                      on_status=_with_rounds(on_status, on_round, ws))
             finally:
                 children.close(stop_grace)
     except StoppedBySignal as exc:
@@ -278,6 +307,22 @@ def run_plan_locally(
     return LocalRunResult(plan=plan, workspace=ws, pki=report, final_metrics=final,
                           history=history, seconds=time.monotonic() - started,
                           collaborator_exit_codes=codes)
+
+
+def _with_rounds(on_status: Callable[[dict[str, Any]], None] | None,
+                 on_round: Callable[[dict[str, Any]], None] | None,
+                 ws: Workspace) -> Callable[[dict[str, Any]], None] | None:
+    """``on_status`` that also feeds ``on_round`` (each status may announce a closed round)."""
+    if on_round is None:
+        return on_status
+    feed = RoundFeed(ws.output_dir / METRICS_JSON, on_round)
+
+    def both(status: dict[str, Any]) -> None:
+        if on_status is not None:
+            on_status(status)
+        feed.update(status)
+
+    return both
 
 
 def _log_stop(signum: signal.Signals) -> None:
