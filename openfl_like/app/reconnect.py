@@ -9,10 +9,16 @@ every call of the process (the long-poll, uploads, the heartbeat thread):
 Only UNAVAILABLE and DEADLINE_EXCEEDED count as an outage; a per-peer cap
 (RESOURCE_EXHAUSTED) is the aggregator being busy, not gone. The per-attempt lines of
 ``transport.retry`` stay as they are.
+
+"Reconnected" is logged when a call succeeds, or when a call made during the outage is still
+in progress after ``PROBE_SECONDS`` (a long-poll parks for long at a live aggregator, while a
+refused connection fails at once); the time reported is until that call started. Should that
+call fail after all, the next "lost" line says so.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +32,7 @@ from openfl_like.transport.retry import RetryPolicy
 T = TypeVar("T")
 log = get_logger(__name__)
 
+PROBE_SECONDS = 2.0
 _OUTAGE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
@@ -54,11 +61,13 @@ class OutageLog:
         log.info("%s: connection to the aggregator lost (%s: %s%s); retrying", self.who, what,
                  f"{name}: " if name else "", (text or "").splitlines()[0] if text else "")
 
-    def back(self, now: float) -> None:
+    def back(self, at: float) -> None:
+        """The connection works again since ``at`` (logged once per outage)."""
         with self._lock:
             since, self.since = self.since, None
         if since is not None:
-            log.info("%s: reconnected to the aggregator after %.1f s", self.who, now - since)
+            log.info("%s: reconnected to the aggregator after %.1f s", self.who,
+                     max(0.0, at - since))
 
 
 @dataclass
@@ -81,7 +90,21 @@ class OutageLoggingRetry(RetryPolicy):
             if on_retry is not None:
                 on_retry(error, wait)
 
-        result = super().call(operation, is_retryable=is_retryable, describe=describe,
+        def attempt() -> T:
+            if self.outage.since is None:
+                return operation()
+            started = self.clock()
+            # the log context (collaborator, federation) goes along to the timer's thread
+            probe = threading.Timer(PROBE_SECONDS, contextvars.copy_context().run,
+                                    args=(self.outage.back, started))
+            probe.daemon = True
+            probe.start()
+            try:
+                return operation()
+            finally:
+                probe.cancel()
+
+        result = super().call(attempt, is_retryable=is_retryable, describe=describe,
                               on_retry=noted)
         self.outage.back(self.clock())
         return result
