@@ -30,6 +30,7 @@ from typing import IO, Any
 from openfl_like.app.common import Workspace
 from openfl_like.app.locks import LockHeldError, aggregator_lock
 from openfl_like.app.logfiles import LOG_FILE_ENV
+from openfl_like.app.round_feed import with_rounds
 from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop, StoppedBySignal
 from openfl_like.app.workspace import PkiReport, ensure_pki
 from openfl_like.core.errors import ConfigError, FederationError
@@ -132,30 +133,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-class RoundFeed:
-    """Hands each closed round's record to ``on_round`` once, in order, from the aggregator's
-    metrics.json (read only when the status says a newer round closed): polling the status
-    alone would miss rounds that close within one poll."""
-
-    def __init__(self, metrics_path: Path, on_round: Callable[[dict[str, Any]], None]) -> None:
-        self.metrics_path = metrics_path
-        self.on_round = on_round
-        self.reported = -1  # the last round handed over
-
-    def update(self, status: dict[str, Any] | None) -> None:
-        last = ((status or {}).get("last_round") or {}).get("round")
-        if isinstance(last, int) and last > self.reported:
-            self.catch_up()
-
-    def catch_up(self) -> None:
-        history = _read_json(self.metrics_path)
-        for record in history if isinstance(history, list) else []:
-            number = record.get("round") if isinstance(record, dict) else None
-            if isinstance(number, int) and number > self.reported:
-                self.reported = number
-                self.on_round(record)
 
 
 @dataclass(frozen=True)
@@ -294,7 +271,8 @@ def run_plan_locally(
             try:
                 codes = _run_children(plan, plan_dir, pki, ws, children, stop, port=port,
                                       log_level=log_level, timeout=timeout,
-                                      on_status=_with_rounds(on_status, on_round, ws))
+                                      on_status=with_rounds(on_status, on_round,
+                                                            ws.output_dir / METRICS_JSON))
             finally:
                 children.close(stop_grace)
     except StoppedBySignal as exc:
@@ -307,22 +285,6 @@ def run_plan_locally(
     return LocalRunResult(plan=plan, workspace=ws, pki=report, final_metrics=final,
                           history=history, seconds=time.monotonic() - started,
                           collaborator_exit_codes=codes)
-
-
-def _with_rounds(on_status: Callable[[dict[str, Any]], None] | None,
-                 on_round: Callable[[dict[str, Any]], None] | None,
-                 ws: Workspace) -> Callable[[dict[str, Any]], None] | None:
-    """``on_status`` that also feeds ``on_round`` (each status may announce a closed round)."""
-    if on_round is None:
-        return on_status
-    feed = RoundFeed(ws.output_dir / METRICS_JSON, on_round)
-
-    def both(status: dict[str, Any]) -> None:
-        if on_status is not None:
-            on_status(status)
-        feed.update(status)
-
-    return both
 
 
 def _log_stop(signum: signal.Signals) -> None:

@@ -15,9 +15,9 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from openfl_like.app.local_run import RoundFeed
 from openfl_like.app.logfiles import write_log_file
 from openfl_like.app.reconnect import OutageLog, OutageLoggingRetry
+from openfl_like.app.round_feed import RoundFeed
 from openfl_like.cli.plan import round_line
 from openfl_like.federation.presence import Presence
 

@@ -37,6 +37,7 @@ def json_lines() -> Iterator[io.StringIO]:
     handler.addFilter(ContextFilter())
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG)
+    set_log_fields(federation=None, round=None, collaborator=None)  # an in-process aggregator
     try:
         yield buffer
     finally:
