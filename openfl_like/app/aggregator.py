@@ -37,7 +37,7 @@ from openfl_like.app.ops import round_listener, start_aggregator_ops
 from openfl_like.app.settings import transport_settings
 from openfl_like.core.errors import ConfigError, FederationError
 from openfl_like.core.fsutil import atomic_write, replace_derived
-from openfl_like.core.logging import get_logger
+from openfl_like.core.logging import get_logger, set_log_fields
 from openfl_like.core.messages import (
     HandshakeReply,
     HeartbeatReply,
@@ -416,6 +416,7 @@ def start_aggregator(
     ``network.metrics_port``/``metrics_host`` (module docstring); without either, no HTTP port.
     """
     limit_malloc_arenas()  # before TensorFlow or gRPC start threads (see transport.memory)
+    set_log_fields(federation=plan.federation.name)  # on every log record (core.logging)
     if plan.aggregator.test_data:
         final_test_set(plan)  # read and check it now: a bad file fails the start, not the end
     ws = Workspace.for_plan(plan, workspace)

@@ -28,11 +28,12 @@ import numpy as np
 from openfl_like.app.common import Workspace, parse_address, runner_params
 from openfl_like.app.locks import ProcessLock
 from openfl_like.app.ops import TimedRunner, start_collaborator_ops
+from openfl_like.app.reconnect import OutageLog, OutageLoggingRetry
 from openfl_like.app.settings import transport_settings
 from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop
 from openfl_like.core.errors import ConfigError, PermissionDeniedError, PlanError
 from openfl_like.core.ids import check_name
-from openfl_like.core.logging import get_logger
+from openfl_like.core.logging import get_logger, log_context
 from openfl_like.core.messages import (
     HandshakeReply,
     HeartbeatReply,
@@ -52,7 +53,6 @@ from openfl_like.runners.base import TaskOutcome, TaskRunner, Weights
 from openfl_like.runners.registry import create_runner
 from openfl_like.transport.aggregator_client import AggregatorGRPCClient
 from openfl_like.transport.credentials import TlsFiles
-from openfl_like.transport.retry import RetryPolicy
 
 log = get_logger(__name__)
 
@@ -265,7 +265,8 @@ def run_collaborator(
             collaborator.stop()
 
     signals = TERMINATING_SIGNALS if handle_signals else ()
-    with (ProcessLock(ws.locks_dir / f"collaborator-{name}.lock", f"collaborator {name!r}"),
+    with (log_context(federation=plan.federation.name, collaborator=name),
+          ProcessLock(ws.locks_dir / f"collaborator-{name}.lock", f"collaborator {name!r}"),
           SignalStop(signals, on_stop=on_stop) as stop):
         # The site's data first: a mismatch with the contract is refused before any network.
         runner = TimedRunner(build_runner(plan, name, allow_custom=allow_custom,
@@ -287,7 +288,8 @@ def run_collaborator(
             aggregator_name=plan.aggregator.name, federation_uuid=plan.federation_uuid,
             tls_files=files, settings=settings,
             # a stop request ends a retry's backoff at once: no point in reconnecting then
-            retry=RetryPolicy.from_settings(settings.retry, sleep=stop.sleep_or_raise),
+            retry=OutageLoggingRetry.from_settings(settings.retry, sleep=stop.sleep_or_raise,
+                                                   outage=OutageLog(name)),
             observer=metrics,
         )
         with client, contextlib.ExitStack() as cleanup:

@@ -29,6 +29,8 @@ from typing import IO, Any
 
 from openfl_like.app.common import Workspace
 from openfl_like.app.locks import LockHeldError, aggregator_lock
+from openfl_like.app.logfiles import LOG_FILE_ENV
+from openfl_like.app.round_feed import with_rounds
 from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop, StoppedBySignal
 from openfl_like.app.workspace import PkiReport, ensure_pki
 from openfl_like.core.errors import ConfigError, FederationError
@@ -243,8 +245,12 @@ def run_plan_locally(
     timeout: float | None = None,
     handle_signals: bool = False,
     stop_grace: float = STOP_GRACE_SECONDS,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> LocalRunResult:
     """Run ``plan_dir`` on this host and return its final metrics and per-round history.
+
+    ``on_status`` gets each status the aggregator writes (a progress display); ``on_round``
+    each closed round's record, once and in order (a plain line per round).
 
     ``handle_signals`` (main thread only): SIGTERM/SIGHUP/SIGINT stop every child and raise
     ``StoppedBySignal``; a second signal SIGKILLs them and exits at once.
@@ -264,7 +270,9 @@ def run_plan_locally(
             stop.raise_if_stopped()
             try:
                 codes = _run_children(plan, plan_dir, pki, ws, children, stop, port=port,
-                                      log_level=log_level, on_status=on_status, timeout=timeout)
+                                      log_level=log_level, timeout=timeout,
+                                      on_status=with_rounds(on_status, on_round,
+                                                            ws.output_dir / METRICS_JSON))
             finally:
                 children.close(stop_grace)
     except StoppedBySignal as exc:
@@ -298,6 +306,7 @@ def _run_children(
     common = ["--pki-dir", str(pki.root.resolve()), "--workspace", str(ws.root)]
     base = [*fx_command(), "--log-level", log_level]
     env = dict(os.environ)
+    env[LOG_FILE_ENV] = "off"  # their whole output is captured into logs/ already
     aggregator = children.start(
         "aggregator",
         [*base, "aggregator", "start", "-p", plan_path, *common, "--port", str(chosen_port)],

@@ -56,10 +56,13 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
     name (aggregator.name, default 'aggregator').
     """
     from openfl_like.app.aggregator import events_to_fd, final_metric_line, start_aggregator
+    from openfl_like.app.common import Workspace
+    from openfl_like.app.logfiles import write_log_file
     from openfl_like.app.signals import SignalStop
     from openfl_like.plan.load import load_plan
 
     plan = load_plan(plan_dir)
+    write_log_file(Workspace.for_plan(plan, workspace).logs_dir, "aggregator")
     events = events_to_fd(events_fd) if events_fd is not None else None
     running = start_aggregator(plan, pki=store, workspace=workspace, host=host, port=port,
                                allow_custom=allow_custom, events=events,

@@ -64,11 +64,14 @@ def start(name: str, plan_dir: Path, store: PkiStore, workspace: Path | None,
     default). A second signal exits at once (128+signal).
     """
     from openfl_like.app.collaborator import FdEventWriter, run_collaborator
+    from openfl_like.app.common import Workspace
+    from openfl_like.app.logfiles import write_log_file
     from openfl_like.app.signals import StoppedBySignal
     from openfl_like.plan.load import load_plan
     from openfl_like.transport.credentials import TlsFiles
 
     plan = load_plan(plan_dir)
+    write_log_file(Workspace.for_plan(plan, workspace).logs_dir, f"collaborator-{name}")
     files = None
     if cert or key or ca_bundle:
         files = TlsFiles(

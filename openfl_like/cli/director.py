@@ -36,10 +36,12 @@ def start(config_path: Path, store: PkiStore, host: str | None, port: int | None
     experiment's aggregator presents the same certificate.
     """
     from openfl_like.app.director import start_director
+    from openfl_like.app.logfiles import write_log_file
     from openfl_like.app.signals import SignalStop
     from openfl_like.plan.director_config import load_director_config
 
     config = load_director_config(config_path)
+    write_log_file(config.director.workspace / "logs", "director")
     running = start_director(config, pki=store, host=host, port=port)
     name = config.director.name
     click.echo(f"director {name} listening on {running.server.address}", err=True)

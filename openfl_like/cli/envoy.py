@@ -56,8 +56,10 @@ def start(name: str, config_file: Path, store: PkiStore) -> None:
     collaborators get SIGTERM and finish their current task; a second signal exits at once.
     """
     from openfl_like.app.envoy import run_envoy
+    from openfl_like.app.logfiles import write_log_file
 
     config = _load(config_file, name)
+    write_log_file(config.workspace / "logs", f"envoy-{name}")
     run_envoy(config, name, pki_dir=store.root, handle_signals=True)
     click.echo(f"envoy {name} stopped", err=True)
 

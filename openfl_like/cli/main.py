@@ -7,13 +7,14 @@ Every OpenflLikeError becomes one line on stderr and a non-zero exit code.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
 import click
 
 from openfl_like.core.errors import OpenflLikeError
-from openfl_like.core.logging import configure_logging
+from openfl_like.core.logging import FORMAT_ENV, LOG_FORMATS, configure_logging
 from openfl_like.core.parent import die_with_parent_from_env
 
 # name -> (module, attribute, short help); the module is imported only when the group is used.
@@ -72,8 +73,16 @@ class LazyGroup(click.Group):
     default=None,
     help="Log verbosity (default INFO, or the FX_LOG_LEVEL environment variable).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS, case_sensitive=False),
+    default=None,
+    help="Log lines as text (default) or one JSON object per line (time, level, logger, "
+    "message, federation/round/collaborator); or the FX_LOG_FORMAT environment variable. "
+    "Processes it starts inherit it.",
+)
 @click.version_option(package_name="openfl_like", prog_name="fx")
-def cli(log_level: str | None) -> None:
+def cli(log_level: str | None, log_format: str | None) -> None:
     """openfl_like: federated learning over mutually authenticated gRPC.
 
     \b
@@ -81,7 +90,9 @@ def cli(log_level: str | None) -> None:
       fx pki init
       fx plan run plans/keras_digits
     """
-    configure_logging(log_level)
+    if log_format:
+        os.environ[FORMAT_ENV] = log_format.lower()  # children (plan run, director, envoy)
+    configure_logging(log_level, log_format=log_format)
 
 
 def main(argv: list[str] | None = None) -> Any:

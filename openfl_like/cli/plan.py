@@ -15,12 +15,15 @@ from rich.table import Table
 from openfl_like.cli.pki import pki_dir_option
 from openfl_like.pki import PkiStore
 
+TABLE_WIDTH = 80  # without a terminal; the table fits a terminal of 80 columns too
+# (metric, column title): "val" is the global model on the sites' validation data, "local"
+# the locally trained model on it.
 _COLUMNS = (
-    ("aggregated_model_validation/accuracy", "global val acc"),
-    ("aggregated_model_validation/loss", "global val loss"),
-    ("train/loss", "train loss"),
-    ("train/accuracy", "train acc"),
-    ("locally_tuned_model_validation/accuracy", "local val acc"),
+    ("aggregated_model_validation/accuracy", "val\nacc"),
+    ("aggregated_model_validation/loss", "val\nloss"),
+    ("train/loss", "train\nloss"),
+    ("train/accuracy", "train\nacc"),
+    ("locally_tuned_model_validation/accuracy", "local\nacc"),
 )
 
 
@@ -78,6 +81,7 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
     from openfl_like.app.local_run import run_plan_locally
     from openfl_like.app.signals import StoppedBySignal
     from openfl_like.core.logging import get_logger
+    from openfl_like.plan.load import load_plan
 
     if resume and fresh:
         raise click.UsageError("--resume and --fresh exclude each other: continue the saved "
@@ -85,6 +89,12 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
 
     console = Console(stderr=True)
     level = get_logger("cli").getEffectiveLevel()
+    out = Console()
+    # Without a terminal (a pipe, a log file): one plain line per round, no progress bar.
+    plain = not (console.is_terminal and out.is_terminal)
+    rounds = load_plan(plan_dir).aggregator.rounds_to_train if plain else 0
+    if not out.is_terminal:
+        out = Console(width=TABLE_WIDTH)
     progress = Progress(
         TextColumn("[bold]round {task.fields[rounds]}"), BarColumn(),
         TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False,
@@ -92,6 +102,8 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
     task_id = progress.add_task("starting", total=None, rounds="-")
 
     def on_status(status: dict[str, Any]) -> None:
+        if plain:
+            return
         progress.start()  # first status: a refusal before it shows no empty bar (idempotent)
         total = float(status.get("rounds_to_train") or 0) or None
         last = status.get("last_round") or {}
@@ -111,6 +123,7 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
             plan_dir, pki=store, workspace=workspace, port=port, resume=resume,
             fresh=fresh, log_level=_level_name(level), on_status=on_status,
             timeout=timeout, handle_signals=True,
+            on_round=(lambda record: click.echo(round_line(record, rounds))) if plain else None,
         )
     except StoppedBySignal as exc:
         progress.stop()
@@ -118,17 +131,40 @@ def run(plan_dir: Path, store: PkiStore, workspace: Path | None, port: int | Non
         sys.exit(exc.exit_code)
     finally:
         progress.stop()
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=132)  # a log file or pipe: wide enough for the whole table
     out.print(_metrics_table(result.history))
-    out.print(f"outputs in {result.workspace.output_dir}; logs in {result.workspace.logs_dir}")
-    out.print(f"federation finished in {result.seconds:.1f} s")
+    # Paths unwrapped (copy-pasteable), one per line.
+    click.echo(f"outputs in {result.workspace.output_dir}")
+    click.echo(f"logs in {result.workspace.logs_dir}")
+    click.echo(f"federation finished in {result.seconds:.1f} s")
     from openfl_like.app.aggregator import final_metric_line
 
     line = final_metric_line(result.final_metrics)
     if line:
         click.echo(line)
+
+
+def round_line(record: dict[str, Any], rounds: int) -> str:
+    """One short line for a closed round (piped `fx plan run`), at most ~80 columns."""
+    from openfl_like.federation.outputs import flatten_round
+
+    row = flatten_round(record)
+    number = int(row["round"])
+    label = (f"round {number} ({number + 1} of {rounds})" if number < rounds
+             else f"round {number} (final validation)")
+    line = (f"{label}: {row.get('closed_by', '')}, {row.get('collaborators')} cols, "
+            f"{float(row.get('duration_seconds', 0.0)):.1f} s")
+    for key, title in _COLUMNS[:3]:
+        value = row.get(key)
+        part = f", {title.replace(chr(10), ' ')} {_number(value)}" if value is not None else ""
+        if len(line) + len(part) <= TABLE_WIDTH:
+            line += part
+    return line
+
+
+def _number(value: Any) -> str:
+    """At most 7 characters for the usual metrics (accuracy, loss)."""
+    number = float(value)
+    return f"{number:.4f}" if abs(number) < 100 else f"{number:.4g}"
 
 
 def _level_name(level: int) -> str:
@@ -138,21 +174,25 @@ def _level_name(level: int) -> str:
 
 
 def _metrics_table(history: list[dict[str, Any]]) -> Table:
+    from rich import box
+
     from openfl_like.federation.outputs import flatten_round
 
-    table = Table(title="metrics per round")
-    table.add_column("round", justify="right")
-    table.add_column("closed by")
-    table.add_column("cols", justify="right")
+    # Light box and short numbers: 9 columns fit 80 (a piped run, or a terminal of 80).
+    table = Table(title="metrics per round", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("round", justify="right", no_wrap=True)
+    table.add_column("closed\nby", no_wrap=True)
+    table.add_column("cols", justify="right", no_wrap=True)
     for _, title in _COLUMNS:
-        table.add_column(title, justify="right")
-    table.add_column("seconds", justify="right")
+        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("s", justify="right", no_wrap=True)
     for record in history:
         row = flatten_round(record)
         cells = [str(row["round"]), str(row.get("closed_by", "")), str(row.get("collaborators"))]
         for key, _ in _COLUMNS:
             value = row.get(key)
-            cells.append("-" if value is None else f"{float(value):.4f}")
-        cells.append(f"{float(row.get('duration_seconds', 0.0)):.2f}")
+            cells.append("-" if value is None else _number(value))
+        cells.append(f"{float(row.get('duration_seconds', 0.0)):.1f}")
         table.add_row(*cells)
     return table

@@ -214,8 +214,9 @@ class Aggregator:
             for name in rnd.silent(now):
                 timeout = self.plan.stragglers.liveness_timeout_seconds
                 if rnd.drop(name, f"silent for more than {timeout:g} s"):
-                    log.warning("%s dropped from round %d: no call for %g s; the round no "
-                                "longer waits for it", name, rnd.round_number, timeout)
+                    log.warning("%s dropped: no call for %g s (round %d); the round no longer "
+                                "waits for it", name, timeout, rnd.round_number,
+                                extra={"round": rnd.round_number, "collaborator": name})
             if self._live.finished() or self._live.stopped or self._live.closing:
                 return None, rnd.next_liveness_check(now)
             verdict = rnd.verdict(now)
@@ -251,7 +252,8 @@ class Aggregator:
         log.info("round %d closed (%s) with %d collaborator(s)%s%s", record["round"],
                  record["closed_by"], len(record["collaborators"]),
                  f"; missing {', '.join(record['missing'])}" if record["missing"] else "",
-                 "; the federation is done" if closed.state.done else "")
+                 "; the federation is done" if closed.state.done else "",
+                 extra={"round": record["round"]})
 
     def abort_close(self, reason: str | None) -> None:
         with self._live.lock:
@@ -346,7 +348,7 @@ class Aggregator:
             except OSError as exc:
                 raise disk_error(self._declared.path, exc) from None
         with self._live.lock:
-            self._live.round.touch(collaborator, self._live.clock())
+            self._live.touch(collaborator, handshake=True)
             return HandshakeReply(round_number=self._live.state.round_number,
                                   rounds_total=self._rounds, done=self._live.finished(),
                                   failed=self._live.state.failed)
@@ -354,7 +356,7 @@ class Aggregator:
     def heartbeat(self, collaborator: str) -> HeartbeatReply:
         self._check_participant(collaborator)
         with self._live.lock:
-            self._live.round.touch(collaborator, self._live.clock())
+            self._live.touch(collaborator)
             return HeartbeatReply(round_number=self._live.state.round_number,
                                   done=self._live.finished(), failed=self._live.state.failed)
 
@@ -384,7 +386,7 @@ class Aggregator:
         while True:
             with self._live.lock:
                 now = self._live.clock()
-                self._live.round.touch(collaborator, now)
+                self._live.touch(collaborator)
                 reply = self._poll_answer(collaborator)
                 remaining = end - now
                 if reply is None and (remaining <= 0 or waiter.cancelled):
@@ -411,7 +413,7 @@ class Aggregator:
                 f"{sorted(set(tags) - {AGGREGATED_TAG})} are not served"
             )
         with self._live.lock:
-            self._live.round.touch(collaborator, self._live.clock())
+            self._live.touch(collaborator)
             current = self._live.state.round_number
             if round_number != current:
                 raise NotFoundError(f"the model of round {round_number} is not available "
@@ -442,8 +444,10 @@ class Aggregator:
         with self._live.lock:
             for name in names:
                 if self._live.round.drop(name, "revoked"):
-                    log.warning("%s is revoked: dropped from round %d on", name,
-                                self._live.round.round_number)
+                    log.warning("%s dropped: its certificate is revoked (round %d)", name,
+                                self._live.round.round_number,
+                                extra={"round": self._live.round.round_number,
+                                       "collaborator": name})
                     dropped = True
         if dropped:
             self._closer.signal()

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from openfl_like.core.errors import FederationError, NotFoundError, OpenflLikeError
-from openfl_like.core.logging import get_logger
+from openfl_like.core.logging import get_logger, log_context
 from openfl_like.core.messages import (
     HandshakeReply,
     HeartbeatReply,
@@ -176,7 +176,8 @@ class Collaborator:
         # can take longer than the liveness timeout).
         self._working.set()
         try:
-            self._work_round(round_number, tasks, model)
+            with log_context(round=round_number):
+                self._work_round(round_number, tasks, model)
         finally:
             self._working.clear()
 

@@ -111,7 +111,7 @@ class ResultIntake:
         finally:
             with self._live.lock:
                 self._live.round.park(collaborator, -1)
-                self._live.round.touch(collaborator, self._live.clock())
+                self._live.touch(collaborator)
 
     def _checked(self, result: TaskResult) -> list[TaskResult]:
         """The upload's results (the main one first), each checked; only the main one may be a
@@ -142,7 +142,7 @@ class ResultIntake:
         key = result.key
         is_train = key.task_name == TaskKind.TRAIN.value
         with self._live.lock:
-            self._live.round.touch(key.collaborator, self._live.clock())
+            self._live.touch(key.collaborator)
             early = self._refusal(key)
         if early is not None:
             self._receive_also(results[1:])

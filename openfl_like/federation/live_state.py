@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from openfl_like.core.waiting import Wakeup
+from openfl_like.federation.presence import Presence
 from openfl_like.federation.round_state import RoundState
 from openfl_like.federation.state import AggregatorState
 
@@ -30,12 +31,19 @@ class LiveState:
     disk_problem: str = ""  # a write failed for space: uploads refused until there is room
     waiters: set[Wakeup] = field(default_factory=set)  # parked long-polls
     ended: threading.Event = field(default_factory=threading.Event)  # done (exported) or failed
+    presence: Presence = field(default_factory=Presence)  # logs joins and rejoins
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)  # a round closed or the run ended
 
     def finished(self) -> bool:
         return self.state.done or bool(self.state.failed)
+
+    def touch(self, collaborator: str, *, handshake: bool = False) -> None:
+        """A call from ``collaborator`` (lock held): alive now; a join or rejoin is logged."""
+        readmitted = self.round.touch(collaborator, self.clock())
+        self.presence.contact(collaborator, self.state.round_number, readmitted=readmitted,
+                              handshake=handshake)
 
     def set_disk_problem(self, message: str) -> None:
         with self.lock:

@@ -176,11 +176,15 @@ class RoundState:
         if before and not self.pending(c) and c in self.expected:
             self.outstanding -= 1
 
-    def touch(self, collaborator: str, now: float) -> None:
-        """A call from ``collaborator``: it is alive (and rejoins next round if dropped)."""
+    def touch(self, collaborator: str, now: float) -> str:
+        """A call from ``collaborator``: it is alive (and rejoins next round if dropped).
+        Returns why it had been dropped when this call readmits it, else ''."""
         self.last_seen[collaborator] = now
-        if collaborator in self.dropped and not self.dropped[collaborator].startswith("revoked"):
+        why = self.dropped.get(collaborator, "")
+        if why and not why.startswith("revoked"):
             del self.dropped[collaborator]
+            return why
+        return ""
 
     def park(self, collaborator: str, delta: int) -> None:
         self.parked[collaborator] = self.parked.get(collaborator, 0) + delta

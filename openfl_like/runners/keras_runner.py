@@ -18,19 +18,18 @@ names do not depend on how many models a process has built; they keep each varia
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import importlib
 import os
+import re
+import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import keras
 import numpy as np
-import tensorflow as tf
 
 from openfl_like.core.errors import ConfigError, ProtocolError
 from openfl_like.core.logging import get_logger
@@ -51,6 +50,56 @@ from openfl_like.runners.keras_settings import (
     is_model_file,
     resolve_model_file,
 )
+
+# TensorFlow's start-up noise stays out of the logs (a user's own settings win): C++ log lines
+# off; no CUDA probing (and its cuInit error) on a machine without an NVIDIA device node.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if not glob.glob("/dev/nvidia[0-9]*"):
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# What TensorFlow's import writes to stderr before its logging is set up, whatever
+# TF_CPP_MIN_LOG_LEVEL says: absl's banner, then I/W/E lines (oneDNN, "Could not find cuda
+# drivers", the CPU feature guard and its continuation line).
+_NATIVE_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWE]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] "
+    r"|To enable the following instructions: )")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """While TensorFlow is imported, file descriptor 2 goes to a temporary file; what it
+    caught goes back to stderr afterwards, minus ``_NATIVE_NOISE`` (other threads' lines
+    survive). Off when the user asked for TensorFlow's logs (TF_CPP_MIN_LOG_LEVEL=0)."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") == "0":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines(True)
+                    if not _NATIVE_NOISE.match(line)]
+            if kept:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write("".join(kept))
+                    sys.stderr.flush()
+
+
+with _quiet_native_stderr():
+    import keras
+    import tensorflow as tf
 
 log = get_logger(__name__)
 

@@ -30,6 +30,8 @@ message is not retried (the same message stays oversized): see :func:`is_retryab
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -49,6 +51,7 @@ from openfl_like.core.errors import (
     UnavailableError,
 )
 from openfl_like.core.logging import get_logger
+from openfl_like.transport.refusals import RefusalLog
 
 _log = get_logger(__name__)
 
@@ -120,18 +123,41 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
 
+# A client's mistake or misbehaviour; the other refusals (busy, stopping, moved on) are normal.
+_WARNING_CODES = frozenset({
+    grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ABORTED,
+})
+# Once per peer and reason with a count (transport.refusals): no flooding by a hostile client.
+refusal_log = RefusalLog(_log)
+
+
+def peer_label(context: grpc.ServicerContext) -> str:
+    """The caller for a log line: its certificate's CN, else its address without the port."""
+    with contextlib.suppress(Exception):
+        names = context.auth_context().get("x509_common_name") or []
+        if names:
+            name = names[0]
+            return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+    address = context.peer() or "unknown peer"
+    if address.startswith(("ipv4:", "ipv6:")):
+        return address.split(":", 1)[1].rsplit(":", 1)[0]
+    return address
+
+
 def abort_with(
     context: grpc.ServicerContext, error: BaseException, *, method: str = ""
 ) -> NoReturn:
-    """Abort the call with the status for ``error``; log unexpected ones with traceback."""
+    """Abort the call with the status for ``error``; log unexpected ones with traceback,
+    refusals through ``refusal_log``."""
     code, message = status_for(error)
-    peer = context.peer()
     if code is grpc.StatusCode.INTERNAL:
-        _log.error("%s from %s failed", method or "call", peer, exc_info=error)
-    elif isinstance(error, FederationError):
-        _log.warning("%s from %s: %s %s", method or "call", peer, code.name, message)
+        _log.error("%s from %s failed", method or "call", context.peer(), exc_info=error)
     else:
-        _log.info("%s from %s refused: %s %s", method or "call", peer, code.name, message)
+        level = logging.WARNING if code in _WARNING_CODES else logging.INFO
+        refusal_log.refused(peer_label(context), code.name, message, method=method or "call",
+                            level=level)
     context.abort(code, message)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
