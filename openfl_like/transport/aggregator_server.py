@@ -207,12 +207,13 @@ class AggregatorGRPCServer:
         return "" if self._single_cn else peer.fingerprint
 
     def _authenticate(
-        self, name: str, raw: bytes, context: grpc.ServicerContext
+        self, name: str, raw: bytes, context: grpc.ServicerContext, *, federation: bool = True
     ) -> tuple[Any, str, PeerIdentity]:
         """Certificate, then parse, then header: (request, participant name, peer)."""
         peer = self._checker.check_peer(context)
         request = AGGREGATOR_RPCS[name].parse_request(raw)
-        participant = self._checker.check_header(context, request.header, peer)
+        participant = self._checker.check_header(context, request.header, peer,
+                                                 federation=federation)
         return request, participant, peer
 
     def _hold(self, slots: PeerSlots, peer: PeerIdentity, name: str) -> Any:
@@ -222,7 +223,12 @@ class AggregatorGRPCServer:
 
     def Handshake(self, raw: bytes, context: grpc.ServicerContext) -> pb.HandshakeResponse:
         with translate_errors(context, "Handshake"):
-            request, name, _ = self._authenticate("Handshake", raw, context)
+            # Settings before federation ids (identity.py, part 5): another plan is told the
+            # settings that differ by the handler's comparison, then the ids are checked.
+            request, name, _ = self._authenticate("Handshake", raw, context, federation=False)
+            if request.header.federation_uuid != self.federation_uuid:
+                self._handler.handshake(name, request.plan_digest, dict(request.plan_fingerprint))
+                self._checker.check_federation(request.header)
             extra: dict[str, Any] = {}
             if self._declares:
                 extra["sample_counts"] = dict(request.sample_counts)

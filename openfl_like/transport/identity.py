@@ -17,6 +17,11 @@ even parsed, and before the first message of a client stream is awaited; parts 2
 3. the sender is an authorised participant of the plan in that role (PERMISSION_DENIED);
 4. ``header.receiver`` is this server (PERMISSION_DENIED);
 5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch);
+   except for the Handshake, which passes ``federation=False`` and calls
+   :meth:`HeaderChecker.check_federation` only after the handler compared the plans' settings:
+   the federation id is derived from them, so a collaborator with another plan is told which
+   settings differ (``aggregator.rounds_to_train: 10 here, 5 at collaborator col1``), not two
+   ids;
 6. no other live process holds the sender's name (PERMISSION_DENIED; see ``instances``).
 
 Client side, :func:`check_reply_header` checks every reply the other way round: it comes from
@@ -182,12 +187,13 @@ class HeaderChecker:
 
     def check_header(
         self, context: grpc.ServicerContext, header: base_pb2.MessageHeader, peer: PeerIdentity,
-        *, role: Role | None = None,
+        *, role: Role | None = None, federation: bool = True,
     ) -> str:
         """Parts 2-6 against the request's header, for a peer that passed :meth:`check_peer`.
 
         ``role``: the role the call needs, as given to :meth:`check_peer` (default: the one the
-        certificate was checked for, else the checker's).
+        certificate was checked for, else the checker's). ``federation=False`` leaves part 5
+        to a later :meth:`check_federation` (the Handshake: see the module docstring).
         """
         role = role or peer.role or self.role
         sender = header.sender
@@ -217,17 +223,22 @@ class HeaderChecker:
             raise PermissionDeniedError(
                 f"request is addressed to {header.receiver!r}, this is {self.server_name!r}"
             )
-        if header.federation_uuid != self.federation_uuid:
-            raise PlanMismatchError(
-                f"federation {header.federation_uuid!r} is not this server's "
-                f"{self.federation_uuid!r}"
-            )
+        if federation:
+            self.check_federation(header)
         if self.instances is not None:
             instance = instance_of(context)
             self.instances.claim(sender, instance)
             if _leaving(context):
                 self.instances.release(sender, instance)
         return sender
+
+    def check_federation(self, header: base_pb2.MessageHeader) -> None:
+        """Part 5: the header's federation id is this server's (PlanMismatchError if not)."""
+        if header.federation_uuid != self.federation_uuid:
+            raise PlanMismatchError(
+                f"federation {header.federation_uuid!r} is not this server's "
+                f"{self.federation_uuid!r}"
+            )
 
     @contextmanager
     def polling(self, context: grpc.ServicerContext, name: str) -> Iterator[None]:
