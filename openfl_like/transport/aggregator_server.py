@@ -228,7 +228,7 @@ class AggregatorGRPCServer:
             request, name, _ = self._authenticate("Handshake", raw, context, federation=False)
             if request.header.federation_uuid != self.federation_uuid:
                 self._handler.handshake(name, request.plan_digest, dict(request.plan_fingerprint))
-                self._checker.check_federation(request.header)
+            self._checker.check_rest(context, request.header)
             extra: dict[str, Any] = {}
             if self._declares:
                 extra["sample_counts"] = dict(request.sample_counts)

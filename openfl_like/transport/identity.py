@@ -18,7 +18,7 @@ even parsed, and before the first message of a client stream is awaited; parts 2
 4. ``header.receiver`` is this server (PERMISSION_DENIED);
 5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch);
    except for the Handshake, which passes ``federation=False`` and calls
-   :meth:`HeaderChecker.check_federation` only after the handler compared the plans' settings:
+   :meth:`HeaderChecker.check_rest` (parts 5-6) only after the handler compared the plans' settings:
    the federation id is derived from them, so a collaborator with another plan is told which
    settings differ (``aggregator.rounds_to_train: 10 here, 5 at collaborator col1``), not two
    ids;
@@ -192,8 +192,8 @@ class HeaderChecker:
         """Parts 2-6 against the request's header, for a peer that passed :meth:`check_peer`.
 
         ``role``: the role the call needs, as given to :meth:`check_peer` (default: the one the
-        certificate was checked for, else the checker's). ``federation=False`` leaves part 5
-        to a later :meth:`check_federation` (the Handshake: see the module docstring).
+        certificate was checked for, else the checker's). ``federation=False`` leaves parts 5
+        and 6 to a later :meth:`check_rest` (the Handshake: see the module docstring).
         """
         role = role or peer.role or self.role
         sender = header.sender
@@ -224,13 +224,19 @@ class HeaderChecker:
                 f"request is addressed to {header.receiver!r}, this is {self.server_name!r}"
             )
         if federation:
-            self.check_federation(header)
+            self.check_rest(context, header)
+        return sender
+
+    def check_rest(self, context: grpc.ServicerContext, header: base_pb2.MessageHeader) -> None:
+        """Parts 5-6, for a header that passed parts 2-4 (``check_header(federation=False)``):
+        the federation id, then the claim on the sender's name (so a refused process never
+        holds it)."""
+        self.check_federation(header)
         if self.instances is not None:
             instance = instance_of(context)
-            self.instances.claim(sender, instance)
+            self.instances.claim(header.sender, instance)
             if _leaving(context):
-                self.instances.release(sender, instance)
-        return sender
+                self.instances.release(header.sender, instance)
 
     def check_federation(self, header: base_pb2.MessageHeader) -> None:
         """Part 5: the header's federation id is this server's (PlanMismatchError if not)."""

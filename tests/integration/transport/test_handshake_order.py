@@ -33,3 +33,13 @@ def test_other_rpcs_check_the_federation_id_first(make_client, handler):
     client = make_client("col-a", federation="fed-other")
     with pytest.raises(PlanMismatchError, match="federation 'fed-other' is not"):
         client.heartbeat()
+
+
+def test_a_refused_handshake_does_not_hold_the_name(make_client):
+    # Prepare: a process of col-a with another plan is refused...
+    with pytest.raises(PlanMismatchError):
+        make_client("col-a", federation="fed-other").handshake("digest-2", {"rounds": "5"})
+    # Execute: ...and the right process of col-a (another instance) comes at once
+    reply = make_client("col-a").handshake("digest-1", {"rounds": "10", "lr": "0.1"})
+    # Assert: not refused as a second live instance of col-a
+    assert reply.round_number == 3
