@@ -30,6 +30,7 @@ from openfl_like.app.aggregator_io import (  # re-exported: the aggregator's pub
     uses_digits,
     weights_from_file,
 )
+from openfl_like.app.archive import ARCHIVE_DIR, archive_previous_run, finished_run
 from openfl_like.app.common import Workspace, runner_params
 from openfl_like.app.exports import fault_hook_from_env, write_checksums
 from openfl_like.app.locks import ProcessLock, aggregator_lock
@@ -397,6 +398,19 @@ class RunningAggregator:
             self._lock = None
 
 
+def _previous_run(plan: Plan, ws: Workspace, *, fresh: bool) -> None:
+    """Archive the previous run (``fresh``), or refuse to serve a finished one."""
+    if fresh:
+        archived = archive_previous_run(ws)
+        if archived is not None:
+            log.info("--fresh: the previous run of %s is archived in %s", ws.root, archived)
+        return
+    finished = finished_run(ws)
+    if finished is not None:
+        raise FederationError(f"{finished.describe(plan.federation.name)}; use --fresh to start "
+                              f"a new run, the old one is archived in {ws.root / ARCHIVE_DIR}/")
+
+
 def start_aggregator(
     plan: Plan,
     *,
@@ -408,12 +422,15 @@ def start_aggregator(
     events: EventSink | None = None,
     metrics_port: int | None = None,
     metrics_host: str | None = None,
+    fresh: bool = False,
 ) -> RunningAggregator:
     """Load or create the federation state and start serving it over gRPC.
 
     ``events`` is told when it listens, each closed round (its record), and how it ended.
     ``metrics_port`` (0: a free port) and ``metrics_host`` override the plan's
     ``network.metrics_port``/``metrics_host`` (module docstring); without either, no HTTP port.
+    A finished federation in the workspace is refused, unless ``fresh``: the previous run is
+    then archived (``app.archive``) and a new one starts.
     """
     limit_malloc_arenas()  # before TensorFlow or gRPC start threads (see transport.memory)
     set_log_fields(federation=plan.federation.name)  # on every log record (core.logging)
@@ -423,6 +440,7 @@ def start_aggregator(
     lock = aggregator_lock(ws).acquire()
     ops: OpsServer | None = None
     try:
+        _previous_run(plan, ws, fresh=fresh)
         settings = transport_settings(plan)
         metrics, ops, set_ready = start_aggregator_ops(settings, metrics_port, metrics_host)
         tls_files = TlsFiles.for_participant(pki, plan.aggregator.name) if settings.tls else None

@@ -43,9 +43,13 @@ def aggregator() -> None:
 @click.option("--events-fd", type=click.IntRange(0), default=None, hidden=True,
               help="Write JSON lines (listening, each round, final) to this inherited file "
                    "descriptor: how a director follows the aggregators it starts.")
+@click.option("--fresh", is_flag=True,
+              help="Start a new run: move the previous one (state, outputs, status) to "
+                   "WORKSPACE/archive/<time>/ first. Without it, an unfinished run is resumed "
+                   "and a finished one is refused.")
 def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | None,
           port: int | None, allow_custom: bool, metrics_port: int | None,
-          metrics_host: str | None, events_fd: int | None) -> None:
+          metrics_host: str | None, events_fd: int | None, fresh: bool) -> None:
     """Serve the federation over mutual TLS until its last round; resume saved state if any.
 
     SIGTERM, SIGHUP or Ctrl-C stops it gracefully: no new work, in-flight uploads get a few
@@ -65,7 +69,7 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
     write_log_file(Workspace.for_plan(plan, workspace).logs_dir, "aggregator")
     events = events_to_fd(events_fd) if events_fd is not None else None
     running = start_aggregator(plan, pki=store, workspace=workspace, host=host, port=port,
-                               allow_custom=allow_custom, events=events,
+                               allow_custom=allow_custom, events=events, fresh=fresh,
                                metrics_port=metrics_port, metrics_host=metrics_host)
     # SIGTERM/SIGHUP/SIGINT: a graceful stop (the run loop sees the event); a second: now.
     with SignalStop(on_stop=lambda _sig: running.stop_requested.set()):

@@ -25,7 +25,8 @@ from openfl_like.pki.pem import load_certificate, read_file
 from openfl_like.pki.profiles import CRL_VALIDITY, san_text
 from openfl_like.pki.revocation import crl_number
 from openfl_like.pki.store import DEFAULT_PKI_DIR, PKI_DIR_ENV, PkiStore
-from openfl_like.pki.verify import verify_certificate
+from openfl_like.pki.trust import Trust, load_trust
+from openfl_like.pki.verify import verify_with_trust
 
 CRL_DAYS = CRL_VALIDITY.days
 PASSPHRASE_ENV = "FX_CA_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
@@ -97,8 +98,9 @@ def pki() -> None:
 
     \b
     Single host:   fx pki init; fx pki certify --name agg --role aggregator
-    CSR flow:      (participant) fx pki csr --name col1 --role collaborator --out DIR
-                   (CA host)     fx pki sign DIR/col1.csr
+    CSR flow:      (participant) fx pki csr --name col1 --role collaborator
+                   (CA host)     fx pki sign col1.csr
+                   (participant) fx pki import --cert col1.crt --ca-bundle ca-bundle.pem
     """
 
 
@@ -234,14 +236,13 @@ def verify(store: PkiStore, cert: str, expected_role: str | None) -> None:
     revocation; on failure, names the check that failed.
     """
     role = _role(expected_role) if expected_role is not None else None
-    if not store.has_ca():
-        raise PkiError(f"no CA in {store.root}: run `fx pki init` first")
+    trust = load_trust(store)
     path = Path(cert)
     if not path.exists() and "/" not in cert and not cert.endswith((".crt", ".pem")):
         path = store.cert_path(cert)
     certificate = load_certificate(path)
     try:
-        name, actual = verify_certificate(certificate, store, role=role)
+        name, actual = verify_with_trust(certificate, trust, role=role)
     except VerificationError as exc:
         detail = exc.message.split(": ", 1)[-1]
         raise VerificationError(exc.check, f"{path} failed the {exc.check} check: {detail}")\
@@ -251,6 +252,15 @@ def verify(store: PkiStore, cert: str, expected_role: str | None) -> None:
         f"expires {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
     )
     click.echo(f"  SHA-256  {certificate_fingerprint(certificate)}")
+    click.echo(f"  checked  against {_trust_words(trust)}")
+
+
+def _trust_words(trust: Trust) -> str:
+    """Which anchors a verification used, and whether revocation was part of it."""
+    where = "the CA" if trust.kind == "ca" else "the CA bundle"
+    revocation = ("revocation checked" if trust.crl is not None
+                  else "no CRL here: revocation not checked (fx pki import --crl)")
+    return f"{where} in {trust.source} ({trust.kind} store); {revocation}"
 
 
 @pki.command()
@@ -308,9 +318,11 @@ def list_(store: PkiStore) -> None:
     if not console.is_terminal:
         console = Console(width=200)
     if not rows:
-        console.print(f"no certificates in {store.root} yet")
+        console.print(f"no certificates in the {store.describe_kind()} yet")
         return
-    table = Table(title=f"certificates in {store.root}")
+    table = Table(title=f"certificates in the {store.describe_kind()}",
+                  caption=None if store.kind() == "ca" or store.crl_path.is_file()
+                  else "no CRL here: 'revoked' is not known (fx pki import --crl)")
     for header in ("name", "role", "serial", "expires (UTC)", "revoked", "status"):
         table.add_column(header, overflow="fold")
     for row in rows:
@@ -320,3 +332,46 @@ def list_(store: PkiStore) -> None:
             "yes" if row.revoked else "no", row.status,
         )
     console.print(table)
+
+
+@pki.command("import")
+@pki_dir_option
+@click.option("--cert", "cert_file", required=True,
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="The signed certificate the CA sent back (NAME.crt).")
+@click.option("--ca-bundle", "ca_bundle_file", required=True,
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="The CA host's pki/ca/ca-bundle.pem (signing CA + root CA).")
+@click.option("--crl", "crl_file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="The CA host's pki/ca/crl.pem (a server needs it).")
+@click.option("--signing-cert", "signing_cert_file",
+              type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The CA host's pki/ca/signing.crt (written anyway with --crl).")
+@click.option("--name", "expected_name", default=None,
+              help="Refuse unless the certificate is NAME's.")
+@click.option("--force", is_flag=True, help="Replace a different CA bundle (or a newer CRL).")
+def import_(store: PkiStore, cert_file: Path, ca_bundle_file: Path, crl_file: Path | None,
+            signing_cert_file: Path | None, expected_name: str | None, force: bool) -> None:
+    """On a participant's host: import the signed certificate and the CA bundle.
+
+    Checks that the certificate carries the public key of this store's private key of that
+    name (made by `fx pki csr`), chains to the bundle and passes every `fx pki verify` check;
+    then writes certs/NAME.crt and ca/ca-bundle.pem (and ca/crl.pem, ca/signing.crt),
+    creating the folders.
+    """
+    from openfl_like.pki.importing import import_certificate
+
+    done = import_certificate(store, cert_file=cert_file, ca_bundle_file=ca_bundle_file,
+                              crl_file=crl_file, signing_cert_file=signing_cert_file,
+                              expected_name=expected_name, force=force)
+    click.echo(f"imported the {done.role.value} certificate of {done.name!r} into "
+               f"{store.root}")
+    click.echo(f"  certificate  {done.cert_path}")
+    click.echo(f"  CA bundle    {done.ca_bundle_path}"
+               + ("  (replaced a different one)" if done.bundle_replaced else ""))
+    if done.crl_path is not None:
+        click.echo(f"  CRL          {done.crl_path}")
+    if done.signing_cert_path is not None:
+        click.echo(f"  signing CA   {done.signing_cert_path}")
+    click.echo(f"  SHA-256      {done.fingerprint_sha256}")
+    click.echo(f"  expires      {done.not_after:%Y-%m-%d %H:%M} UTC")

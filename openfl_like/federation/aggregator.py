@@ -79,6 +79,7 @@ from openfl_like.plan.digest import describe_differences, plan_digest, plan_fing
 from openfl_like.plan.schema import Plan
 
 log = get_logger(__name__)
+_FEDERATION_ID_KEY = "federation.federation_uuid:"
 
 DISK_PROBE_SECONDS = 1.0
 
@@ -339,6 +340,8 @@ class Aggregator:
         if plan_digest != self._digest:
             lines = describe_differences(self._fingerprint, plan_fingerprint,
                                          where=f"collaborator {collaborator}")
+            settings = [line for line in lines if not line.startswith(_FEDERATION_ID_KEY)]
+            lines = settings or lines  # the id follows from the settings: name those
             detail = "; ".join(lines[:10]) if lines else (
                 f"digest {self._digest[:12]} here, {plan_digest[:12]} at {collaborator}")
             raise PlanMismatchError(f"plan differs from the aggregator's: {detail}")

@@ -100,6 +100,12 @@ class CertificateAuthority:
         """Make a root CA and a signing CA in ``store`` plus an empty CRL and the CA bundle."""
         keys.check_key_type(key_type)
         existing = [p for p in store.ca_paths if p.exists()]
+        if existing and not force and store.kind() == "participant":
+            raise PkiError(
+                f"{store.describe_kind()}: it trusts the CA it imported, and `fx pki verify` "
+                "and `fx pki list` work in it; `fx pki init` belongs on the CA host (--force "
+                "would replace the imported CA with a new one)"
+            )
         if existing and not force:
             raise PkiError(
                 f"a CA exists already in {store.root} ({existing[0].name}); "
@@ -139,6 +145,9 @@ class CertificateAuthority:
     @classmethod
     def load(cls, store: PkiStore, *, passphrase: bytes | None = None) -> CertificateAuthority:
         """The CA of ``store``; raises PkiError when there is none or its files are unusable."""
+        if store.kind() == "participant":
+            raise PkiError(f"{store.describe_kind()}: certificates are signed and revoked on "
+                           "the CA host (--pki-dir of the CA's store)")
         if not store.signing_cert_path.exists() and not store.root_cert_path.exists():
             raise PkiError(f"no CA in {store.root}: run `fx pki init` first")
         root_cert = load_certificate(store.root_cert_path, "root CA certificate")

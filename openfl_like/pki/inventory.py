@@ -10,8 +10,8 @@ from openfl_like.core.errors import PkiError, VerificationError
 from openfl_like.core.ids import Role
 from openfl_like.pki.identity import participant_role
 from openfl_like.pki.pem import load_certificate
-from openfl_like.pki.revocation import load_crl
 from openfl_like.pki.store import PkiStore
+from openfl_like.pki.trust import load_trust
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,13 @@ class CertificateInfo:
 
 
 def list_certificates(store: PkiStore, *, now: datetime | None = None) -> list[CertificateInfo]:
-    """Every certificate under ``store.certs_dir``; a corrupt file is a row, not a failure."""
-    if not store.has_ca():
-        raise PkiError(f"no CA in {store.root}: run `fx pki init` first")
-    signing = load_certificate(store.signing_cert_path, "signing CA certificate")
-    crl = load_crl(store.crl_path, signing)
-    revoked_serials = {entry.serial_number for entry in crl}
+    """Every certificate under ``store.certs_dir``; a corrupt file is a row, not a failure.
+
+    In a participant store the trust comes from its CA bundle, and ``revoked`` from its CRL
+    copy when there is one (``load_trust``)."""
+    trust = load_trust(store)
+    signing = trust.signing
+    revoked_serials = trust.revoked_serials()
     moment = now or datetime.now(timezone.utc)
     rows = []
     for name in store.cert_names():

@@ -9,6 +9,11 @@ Layout (every path is below ``root``)::
     certs/<name>.crt                  participant certificates
     private/<name>.key                participant private keys (mode 0600)
     requests/<name>.csr               CSRs made on this host by ``fx pki csr``
+
+Two kinds of store are normal (``PkiStore.kind``): the CA host's (``ca``: CA keys and
+certificates) and a participant's (``participant``: the CA bundle, its own key and certificate,
+maybe the CRL and the signing CA certificate, never a CA key), made by ``fx pki csr`` and
+``fx pki import``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ from openfl_like.core.ids import check_name
 
 PKI_DIR_ENV = "FX_PKI_DIR"
 DEFAULT_PKI_DIR = Path("pki")
+
+
+STORE_KINDS = {
+    "ca": "CA store {root} (the CA's keys are here)",
+    "participant": "participant store {root} (a CA bundle, no CA keys)",
+    "empty": "empty store {root} (no CA and no CA bundle)",
+}
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,18 @@ class PkiStore:
             self.root_key_path, self.root_cert_path, self.signing_key_path,
             self.signing_cert_path, self.ca_bundle_path, self.crl_path,
         )
+
+    def kind(self) -> str:
+        """``ca`` (CA keys here), ``participant`` (a CA bundle, no CA keys) or ``empty``."""
+        if self.signing_key_path.is_file() or self.root_key_path.is_file():
+            return "ca"
+        if self.ca_bundle_path.is_file():
+            return "participant"
+        return "empty"
+
+    def describe_kind(self) -> str:
+        """The kind of store in words, for messages."""
+        return STORE_KINDS[self.kind()].format(root=self.root)
 
     def has_ca(self) -> bool:
         return self.signing_cert_path.is_file() and self.root_cert_path.is_file()

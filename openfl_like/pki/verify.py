@@ -4,7 +4,8 @@ Checks, in order: ``parse`` (a certificate with a usable CN), ``chain`` (a path 
 through our signing CA), ``validity`` (now within every certificate's window), ``role`` (OU is
 a known role, and the expected one when given), ``key_usage`` (a non-CA leaf with
 digitalSignature), ``extended_key_usage`` (serverAuth for server roles, clientAuth for client
-roles) and ``revoked`` (not on the CRL). Each failure is a ``VerificationError(check, message)``.
+roles) and ``revoked`` (not on the CRL; skipped in a participant store without one). Each
+failure is a ``VerificationError(check, message)``.
 
 The chain is built and checked by cryptography's verifier (``x509.verification``: RFC 5280 path
 building with the CA-profile checks of the WebPKI, pathLen, signatures), with the root as the
@@ -30,9 +31,9 @@ from openfl_like.core.errors import PkiError, VerificationError
 from openfl_like.core.ids import Role
 from openfl_like.pki import profiles
 from openfl_like.pki.identity import participant_name, participant_role
-from openfl_like.pki.pem import load_certificate, parse_certificate, read_file
-from openfl_like.pki.revocation import load_crl
+from openfl_like.pki.pem import parse_certificate, read_file
 from openfl_like.pki.store import PkiStore
+from openfl_like.pki.trust import Trust, load_trust
 
 CHECKS = ("parse", "chain", "validity", "role", "key_usage", "extended_key_usage", "revoked")
 
@@ -177,13 +178,23 @@ def verify_certificate(
     cert_or_path: x509.Certificate | Path | str | bytes, store: PkiStore, *,
     role: Role | None = None, now: datetime | None = None,
 ) -> tuple[str, Role]:
-    """Return (name, role) of a valid participant certificate; else raise VerificationError."""
+    """Return (name, role) of a valid participant certificate; else raise VerificationError.
+
+    Against the store's CA (CA store) or its CA bundle (participant store); revocation is
+    checked whenever the store holds a CRL (see ``trust``).
+    """
+    return verify_with_trust(cert_or_path, load_trust(store), role=role, now=now)
+
+
+def verify_with_trust(
+    cert_or_path: x509.Certificate | Path | str | bytes, trust: Trust, *,
+    role: Role | None = None, now: datetime | None = None,
+) -> tuple[str, Role]:
+    """:func:`verify_certificate` against given trust anchors (``trust.crl`` None: no
+    revocation check)."""
     cert = _as_certificate(cert_or_path)
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    if not store.has_ca():
-        raise PkiError(f"no CA in {store.root}: run `fx pki init` first")
-    root = load_certificate(store.root_cert_path, "root CA certificate")
-    signing = load_certificate(store.signing_cert_path, "signing CA certificate")
+    root, signing = trust.root, trust.signing
     name = participant_name(cert)
     _check_chain(cert, signing, root, moment)
     _check_window(cert, "certificate", moment)
@@ -196,10 +207,11 @@ def verify_certificate(
         )
     _check_key_usage(cert)
     _check_eku(cert, actual)
-    crl = load_crl(store.crl_path, signing)
-    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-    if entry is not None:
-        raise VerificationError(
-            "revoked", f"certificate {name!r} was revoked on {entry.revocation_date_utc:%Y-%m-%d}"
-        )
+    if trust.crl is not None:
+        entry = trust.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is not None:
+            raise VerificationError(
+                "revoked",
+                f"certificate {name!r} was revoked on {entry.revocation_date_utc:%Y-%m-%d}",
+            )
     return name, actual

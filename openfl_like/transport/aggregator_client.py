@@ -8,7 +8,8 @@ check, or no answer in time; a cap still hit at the end stays a ``ResourceExhaus
 Authorisation, plan mismatch, a failed federation and malformed requests are raised at once as
 the matching ``core.errors`` exception, never retried. Every reply's header is checked
 (``identity.check_reply_header``): it must come from the aggregator we addressed, to us, in our
-federation; otherwise AuthError (ProtocolError when it has no header).
+federation; otherwise AuthError (ProtocolError when it has no header). A server certificate that
+does not name the host dialled is a ``ConfigError`` at once (``hostname``), never retried.
 
 Uploads replay from the start on retry: ``send_local_task_results`` takes a mapping of arrays or a
 factory returning a fresh iterable, never a one-shot iterator; the result's idempotency key
@@ -50,6 +51,7 @@ from openfl_like.protocol.chunking import TensorJoiner, pack_chunks, split_tenso
 from openfl_like.protocol.service import AGGREGATOR_RPCS, Rpc
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.credentials import TlsFiles, channel_credentials
+from openfl_like.transport.hostname import hostname_mismatch_error, is_hostname_mismatch
 from openfl_like.transport.identity import check_reply_header
 from openfl_like.transport.instances import INSTANCE_METADATA_KEY, LEAVING_METADATA_KEY
 from openfl_like.transport.observers import (
@@ -66,6 +68,12 @@ T = TypeVar("T")
 _log = get_logger(__name__)
 
 TensorSource = Mapping[str, np.ndarray] | Callable[[], Iterable[NamedTensor]]
+
+
+def _retryable(error: BaseException) -> bool:
+    """Retried with backoff: what ``is_retryable`` says, but never a certificate that does not
+    name the host dialled (``hostname``): no retry can change it."""
+    return is_retryable(error) and not is_hostname_mismatch(error)
 
 
 def channel_options(settings: TransportSettings) -> list[tuple[str, int | str]]:
@@ -141,6 +149,7 @@ class AggregatorGRPCClient:
         if self.settings.tls and tls_files is None:
             raise ConnectionFailedError("mutual TLS is on: the collaborator needs its certificate")
         self.target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._host, self._port = host, port
         self.collaborator_name = collaborator_name
         self._tls_files = tls_files if self.settings.tls else None
         self._retry = retry or RetryPolicy.from_settings(self.settings.retry)
@@ -226,7 +235,7 @@ class AggregatorGRPCClient:
 
     def _with_retry(self, what: str, operation: Callable[[], T]) -> T:
         try:
-            return self._retry.call(operation, is_retryable=is_retryable, describe=what,
+            return self._retry.call(operation, is_retryable=_retryable, describe=what,
                                     on_retry=None if self._observer is None else self._retried)
         except RetryExhausted as exhausted:
             last = exhausted.last
@@ -245,6 +254,12 @@ class AggregatorGRPCClient:
                 f"{exhausted.elapsed:.0f}s: {reason}"
             ) from None
         except grpc.RpcError as error:
+            if is_hostname_mismatch(error):  # configuration, not an outage: fatal at once
+                raise hostname_mismatch_error(
+                    error, what=what, server="aggregator", host=self._host, port=self._port,
+                    dialled=self.settings.target_name_override or self._host,
+                    tls_files=self._tls_files,
+                ) from None
             raise error_from_rpc(error, what=what) from None
 
     def _retried(self, error: BaseException, _wait: float) -> None:

@@ -244,7 +244,8 @@ class AggregatorGRPCServer:
         return "" if self._single_cn else peer.fingerprint
 
     def _authenticate(
-        self, name: str, raw: bytes, context: grpc.ServicerContext, role: Role | None = None
+        self, name: str, raw: bytes, context: grpc.ServicerContext, role: Role | None = None,
+        *, federation: bool = True,
     ) -> tuple[Any, str, PeerIdentity]:
         """Certificate, then parse, then header: (request, participant name, peer).
 
@@ -252,7 +253,8 @@ class AggregatorGRPCServer:
         """
         peer = self._checker.check_peer(context, role=role, rpc=name if role else "")
         request = AGGREGATOR_RPCS[name].parse_request(raw)
-        participant = self._checker.check_header(context, request.header, peer, role=role)
+        participant = self._checker.check_header(context, request.header, peer, role=role,
+                                                 federation=federation)
         return request, participant, peer
 
     @contextmanager
@@ -288,7 +290,12 @@ class AggregatorGRPCServer:
 
     def Handshake(self, raw: bytes, context: grpc.ServicerContext) -> pb.HandshakeResponse:
         with translate_errors(context, "Handshake"), self._observed("Handshake"):
-            request, name, _ = self._authenticate("Handshake", raw, context)
+            # Settings before federation ids (identity.py, part 5): another plan is told the
+            # settings that differ by the handler's comparison, then the ids are checked.
+            request, name, _ = self._authenticate("Handshake", raw, context, federation=False)
+            if request.header.federation_uuid != self.federation_uuid:
+                self._handler.handshake(name, request.plan_digest, dict(request.plan_fingerprint))
+            self._checker.check_rest(context, request.header)
             extra: dict[str, Any] = {}
             if self._declares:
                 extra["sample_counts"] = dict(request.sample_counts)

@@ -57,6 +57,7 @@ from openfl_like.transport.director_streams import (
     submission_requests,
     write_file,
 )
+from openfl_like.transport.hostname import hostname_mismatch_error, is_hostname_mismatch
 from openfl_like.transport.identity import check_reply_header
 from openfl_like.transport.retry import RetryExhausted, RetryPolicy
 from openfl_like.transport.server import INSECURE_WARNING
@@ -81,7 +82,10 @@ def _code(error: BaseException) -> grpc.StatusCode | None:
 
 
 def _retryable(error: BaseException) -> bool:
-    return isinstance(error, grpc.RpcError) and _code(error) in RETRIED
+    """UNAVAILABLE/DEADLINE_EXCEEDED, except a server certificate that does not name the host
+    dialled (``hostname``): a configuration error no retry can change."""
+    return (isinstance(error, grpc.RpcError) and _code(error) in RETRIED
+            and not is_hostname_mismatch(error))
 
 
 def _broken(error: grpc.RpcError) -> bool:
@@ -112,6 +116,7 @@ class DirectorClient:
         if self.settings.tls and tls_files is None:
             raise ConnectionFailedError("mutual TLS is on: the client needs its certificate")
         self.target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._host, self._port = host, port
         self.name = name
         self._tls_files = tls_files if self.settings.tls else None
         self._retry = retry or RetryPolicy.from_settings(self.settings.retry)
@@ -174,7 +179,15 @@ class DirectorClient:
                 f"{exhausted.elapsed:.0f}s: {self._reason(exhausted.last)}"
             ) from None
         except grpc.RpcError as error:
+            if is_hostname_mismatch(error):
+                raise self._hostname_error(error, what) from None
             raise error_from_rpc(error, what=what) from None
+
+    def _hostname_error(self, error: grpc.RpcError, what: str) -> OpenflLikeError:
+        return hostname_mismatch_error(
+            error, what=what, server="director", host=self._host, port=self._port,
+            dialled=self.settings.target_name_override or self._host, tls_files=self._tls_files,
+        )
 
     def _reason(self, error: BaseException) -> str:
         if isinstance(error, grpc.RpcError):
@@ -383,6 +396,8 @@ class DirectorClient:
                     yield event
                 return
             except grpc.RpcError as error:
+                if is_hostname_mismatch(error):
+                    raise self._hostname_error(error, "metric stream") from None
                 if not _broken(error):
                     raise error_from_rpc(error, what="metric stream") from None
                 now = self._retry.clock()

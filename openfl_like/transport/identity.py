@@ -19,6 +19,11 @@ even parsed, and before the first message of a client stream is awaited; parts 2
    only status and health);
 4. ``header.receiver`` is this server (PERMISSION_DENIED);
 5. ``header.federation_uuid`` is this federation (FAILED_PRECONDITION: a plan mismatch);
+   except for the Handshake, which passes ``federation=False`` and calls
+   :meth:`HeaderChecker.check_rest` (parts 5-6) only after the handler compared the plans'
+   settings: the federation id is derived from them, so a collaborator with another plan is
+   told which settings differ (``aggregator.rounds_to_train: 10 here, 5 at collaborator
+   col1``), not two ids;
 6. no other live process holds the sender's name (PERMISSION_DENIED; see ``instances``); not
    asked of operators, who only read and may watch from several terminals at once.
 
@@ -193,12 +198,13 @@ class HeaderChecker:
 
     def check_header(
         self, context: grpc.ServicerContext, header: base_pb2.MessageHeader, peer: PeerIdentity,
-        *, role: Role | None = None,
+        *, role: Role | None = None, federation: bool = True,
     ) -> str:
         """Parts 2-6 against the request's header, for a peer that passed :meth:`check_peer`.
 
         ``role``: the role the call needs, as given to :meth:`check_peer` (default: the one the
-        certificate was checked for, else the checker's).
+        certificate was checked for, else the checker's). ``federation=False`` leaves parts 5
+        and 6 to a later :meth:`check_rest` (the Handshake: see the module docstring).
         """
         role = role or peer.role or self.role
         sender = header.sender
@@ -230,17 +236,29 @@ class HeaderChecker:
             raise _refusal(PermissionDeniedError(
                 f"request is addressed to {header.receiver!r}, this is {self.server_name!r}"
             ), "wrong_receiver")
+        if federation:
+            self.check_rest(context, header, role=role)
+        return sender
+
+    def check_rest(self, context: grpc.ServicerContext, header: base_pb2.MessageHeader, *,
+                   role: Role | None = None) -> None:
+        """Parts 5-6, for a header that passed parts 2-4 (``check_header(federation=False)``):
+        the federation id, then the claim on the sender's name (so a refused process never
+        holds it; operators never claim one)."""
+        self.check_federation(header)
+        if self.instances is not None and (role or self.role) not in CERTIFICATE_ONLY_ROLES:
+            instance = instance_of(context)
+            self.instances.claim(header.sender, instance)
+            if _leaving(context):
+                self.instances.release(header.sender, instance)
+
+    def check_federation(self, header: base_pb2.MessageHeader) -> None:
+        """Part 5: the header's federation id is this server's (PlanMismatchError if not)."""
         if header.federation_uuid != self.federation_uuid:
             raise _refusal(PlanMismatchError(
                 f"federation {header.federation_uuid!r} is not this server's "
                 f"{self.federation_uuid!r}"
             ), "wrong_federation")
-        if self.instances is not None and role not in CERTIFICATE_ONLY_ROLES:
-            instance = instance_of(context)
-            self.instances.claim(sender, instance)
-            if _leaving(context):
-                self.instances.release(sender, instance)
-        return sender
 
     @contextmanager
     def polling(self, context: grpc.ServicerContext, name: str) -> Iterator[None]:

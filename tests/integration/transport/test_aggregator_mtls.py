@@ -12,6 +12,7 @@ import pytest
 
 from openfl_like.core.errors import (
     AuthError,
+    ConfigError,
     ConnectionFailedError,
     NotFoundError,
     PermissionDeniedError,
@@ -24,6 +25,7 @@ from openfl_like.protocol.service import AGGREGATOR_RPCS
 from openfl_like.protocol.wire import Frame
 from openfl_like.transport.aggregator_client import AggregatorGRPCClient
 from openfl_like.transport.credentials import channel_credentials
+from openfl_like.transport.settings import RetrySettings
 
 from .conftest import AGGREGATOR, FEDERATION, fast_settings, make_operator, start_aggregator
 
@@ -124,9 +126,19 @@ def test_server_from_another_ca_is_refused_by_the_client(pki, server, make_clien
 
 
 def test_server_name_is_checked_against_sans(pki, server, make_client):
-    settings = fast_settings(target_name_override="evil.example")
-    with pytest.raises(ConnectionFailedError, match="SAN mismatch"):
+    # Prepare: a retry window far longer than the test may take
+    settings = fast_settings(target_name_override="evil.example",
+                             retry=RetrySettings(initial_backoff_seconds=0.05,
+                                                 max_backoff_seconds=0.3, total_seconds=60.0))
+    started = time.monotonic()
+    # Execute
+    with pytest.raises(ConfigError) as caught:
         make_client("col-a", settings=settings).heartbeat()
+    # Assert: fatal at once, naming the name dialled and the certificate's names
+    assert time.monotonic() - started < 5.0
+    message = str(caught.value)
+    assert "does not name 'evil.example'" in message
+    assert "it names: localhost, 127.0.0.1" in message and "--san evil.example" in message
 
 
 def test_connection_refused_is_named(make_client):

@@ -198,6 +198,25 @@ def test_handshake_names_the_differing_setting(tmp_path: Path) -> None:
         agg.handshake("col2", plan_digest(other), plan_fingerprint(other))
 
 
+def test_handshake_names_settings_not_the_derived_federation_ids(tmp_path: Path) -> None:
+    # Prepare: another setting also derives another federation id
+    plan = make_plan(tmp_path)
+    other = make_plan(tmp_path / "other", {"aggregator": {"rounds_to_train": 5}})
+    assert plan.federation_uuid != other.federation_uuid
+    agg = _agg(tmp_path, plan)
+    # Execute
+    with pytest.raises(PlanMismatchError) as caught:
+        agg.handshake("col2", plan_digest(other), plan_fingerprint(other))
+    # Assert: the setting, and not the ids that follow from it
+    assert "aggregator.rounds_to_train: 3 here, 5 at collaborator col2" in caught.value.message
+    assert "federation_uuid" not in caught.value.message
+    # only the id differs (an explicit federation_uuid): then the id is what is named
+    fingerprint = dict(plan_fingerprint(plan))
+    fingerprint["federation.federation_uuid"] = '"another"'
+    with pytest.raises(PlanMismatchError, match=r"federation\.federation_uuid"):
+        agg.handshake("col2", "other-digest", fingerprint)
+
+
 def test_long_poll_wakes_parked_collaborators_without_waiting_out_the_poll(tmp_path: Path
                                                                            ) -> None:
     plan = make_plan(tmp_path, cols=("col1", "col2"))
