@@ -10,6 +10,7 @@ compare-and-set under one lock, so a cancel racing a launch or an exit is decide
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -32,6 +33,8 @@ from openfl_like.plan.director_config import DirectorSettings
 from openfl_like.plan.load import PLAN_FILE, _read_yaml
 
 log = get_logger(__name__)
+
+FINAL_METRICS = "final_metrics.json"  # what an aggregator writes last (app.common.Workspace)
 
 ACTIVE = (ExperimentState.STARTING, ExperimentState.RUNNING)
 LINE_LIMIT = 2000  # characters of one stored log line
@@ -157,12 +160,32 @@ class ExperimentRunner:
             with self._lock:
                 if self._stopping:
                     return
+            if self._finished_meanwhile(record):
+                continue
             log.info("experiment %s: relaunching its aggregator on port %d", record.name,
                      record.port)
             self.events.append(record.name, time=self.clock(), kind=EventKind.LOG,
                                source="director", text="director restarted: relaunching the "
                                f"aggregator on port {record.port}")
             self._launch(record, recovering=True)
+
+    def _finished_meanwhile(self, record: ExperimentRecord) -> bool:
+        """The aggregator finished and exported (final_metrics.json) but the director died
+        before it heard: record it FINISHED instead of relaunching a finished federation."""
+        final = self.paths(record.name).output_dir / FINAL_METRICS
+        try:
+            metrics = json.loads(final.read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(metrics, dict):
+            return False
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.registry.update_experiment(record.name, final_metrics=numbers)
+        self.events.append(record.name, time=self.clock(), kind=EventKind.METRICS,
+                           source="aggregator", task="final", metrics=numbers,
+                           round_number=int(numbers.get("rounds", 0)))
+        return self.transition(record.name, ExperimentState.FINISHED,
+                               "finished while the director was down")
 
     def _free_port(self) -> int:
         first, last = self.settings.aggregator_ports

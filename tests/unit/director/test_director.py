@@ -264,6 +264,35 @@ def test_restart_relaunches_a_running_experiment_on_the_same_port(tmp_path: Path
         second.stop(grace=1.0)
 
 
+def test_restart_records_an_experiment_that_finished_while_the_director_was_down(
+        tmp_path: Path) -> None:
+    # Prepare: the director dies after its aggregator exported but before it heard the exit
+    first_launcher = FakeLauncher()
+    config = make_config(tmp_path / "ws")
+    first = Director(config, pki_dir=tmp_path, launcher_factory=lambda: first_launcher)
+    first.update_shard_info("site_a", shard())
+    first.start()
+    submit(first, "exp1")
+    handle = first_launcher.wait_for(1)[0]
+    handle.callbacks.on_event({"type": "listening", "port": handle.spec.port})
+    first.stop(grace=1.0)
+    outputs = first.runner.paths("exp1").output_dir
+    outputs.mkdir(parents=True, exist_ok=True)
+    (outputs / "final_metrics.json").write_text('{"rounds": 1, "test_accuracy": 0.9}')
+    # Execute
+    second_launcher = FakeLauncher()
+    second = Director(config, pki_dir=tmp_path, launcher_factory=lambda: second_launcher)
+    second.start()
+    try:
+        wait_state(second, "exp1", ExperimentState.FINISHED)
+        # Assert: not relaunched (a finished federation refuses to start again), and reported
+        assert second_launcher.launched == []
+        assert second.experiment_status("alice", "exp1")["final_metrics"] == {
+            "rounds": 1, "test_accuracy": 0.9}
+    finally:
+        second.stop(grace=1.0)
+
+
 def test_validate_experiment_plan_has_no_training_round(director: Director,
                                                          fake_launcher: FakeLauncher) -> None:
     import io
