@@ -238,6 +238,13 @@ class RunningAggregator:
         if new:
             self.aggregator.mark_revoked(sorted(new))
 
+    def request_stop(self) -> None:
+        """Ask ``run()`` to stop gracefully (what SIGTERM does). Health turns NOT_SERVING at
+        once, from a short thread (this may run inside a signal handler, which must not wait
+        on the health servicer's lock); ``run()`` sees the request within half a second."""
+        self.stop_requested.set()
+        threading.Thread(target=self._not_serving, name="not-serving", daemon=True).start()
+
     def run(self, *, timeout: float | None = None) -> dict[str, Any]:
         """Serve until the federation ends; return the final test metrics (or raise).
 

@@ -72,7 +72,7 @@ def start(plan_dir: Path, store: PkiStore, workspace: Path | None, host: str | N
                                allow_custom=allow_custom, events=events, fresh=fresh,
                                metrics_port=metrics_port, metrics_host=metrics_host)
     # SIGTERM/SIGHUP/SIGINT: a graceful stop (the run loop sees the event); a second: now.
-    with SignalStop(on_stop=lambda _sig: running.stop_requested.set()):
+    with SignalStop(on_stop=lambda _sig: running.request_stop()):
         final = running.run()
     if final.get("stopped"):
         click.echo(f"aggregator of {plan.federation.name} stopped; the state is saved and "
