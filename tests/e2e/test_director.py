@@ -138,10 +138,12 @@ def test_director_killed_with_kill9_restarts_with_its_experiments_and_finishes_o
     assert run_fx(*approve[:2], "before", *approve[2:], cwd=lab.root).returncode == 0
     lab.wait_state("before", ("finished",), timeout=120)
     assert lab.submit("survivor", numpy_plan(rounds=3)).returncode == 0
-    held = lab.wait_for(lambda s: "env_b" in (s.get("awaiting_approval") or []),
+    # running: its aggregator listens (its state is on disk); round 0 waits for env_b
+    held = lab.wait_for(lambda s: s.get("state") == "running"
+                        and "env_b" in (s.get("awaiting_approval") or []),
                         lambda: lab.status("survivor"), timeout=60,
                         what="survivor running, held at env_b")
-    assert held["aggregator"], held  # its aggregator is up, round 0 waits for env_b
+    assert held["aggregator"], held
     assert lab.director is not None
     lab.director.kill9()
     lab.start_director()
