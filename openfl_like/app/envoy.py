@@ -6,6 +6,10 @@ SIGTERM/SIGHUP/SIGINT stop it gracefully (its collaborators get SIGTERM and fini
 second signal exits at once). ``approve_experiment`` / ``reject_experiment`` / ``envoy_status``
 talk to a running envoy over its Unix socket; with no envoy running, a decision is recorded in
 the experiment's decision.json and applied at the envoy's next start.
+
+With a metrics port (``network.metrics_port`` of envoy.yaml, ``FX_METRICS_PORT`` or
+``metrics_port=``) it also serves ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP
+(``app.ops``, ``transport.director_metrics``); /readyz: registered and not stopping.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from openfl_like.app.locks import ProcessLock
+from openfl_like.app.ops import ObservedEnvoyPort, children_env, start_envoy_ops
 from openfl_like.app.settings import transport_mapping
 from openfl_like.app.signals import TERMINATING_SIGNALS, SignalStop
 from openfl_like.core.errors import ConfigError, NotFoundError, UnavailableError
@@ -35,6 +40,8 @@ from openfl_like.director.ports import EnvoyDirectorPort
 from openfl_like.pki import PkiStore
 from openfl_like.plan.envoy_config import EnvoyConfig
 from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.director_metrics import EnvoyMetrics, ObservedRetryPolicy
+from openfl_like.transport.http_ops import OpsServer
 from openfl_like.transport.retry import RetryPolicy
 from openfl_like.transport.settings import TransportSettings
 
@@ -48,9 +55,11 @@ def envoy_transport_settings(config: EnvoyConfig) -> TransportSettings:
 
 @contextmanager
 def director_port(config: EnvoyConfig, name: str, *, pki_dir: Path,
-                  stop: threading.Event | None = None) -> Iterator[EnvoyDirectorPort]:
+                  stop: threading.Event | None = None, metrics: EnvoyMetrics | None = None
+                  ) -> Iterator[EnvoyDirectorPort]:
     """A connected ``DirectorClient`` as the envoy's port (closed on exit, which also ends a
-    long-poll in flight). A set ``stop`` ends the client's retry backoff."""
+    long-poll in flight). A set ``stop`` ends the client's retry backoff; ``metrics`` are told
+    about retries and answers (``app.ops.ObservedEnvoyPort``)."""
     try:
         from openfl_like.transport.director_client import DirectorClient
     except ModuleNotFoundError as exc:
@@ -70,14 +79,17 @@ def director_port(config: EnvoyConfig, name: str, *, pki_dir: Path,
     overrides: dict[str, Any] = {}
     if stop is not None:
         overrides["sleep"] = _stop_aware_sleep(stop)
+    if metrics is not None:
+        overrides["observe"] = metrics.retry
+    policy = ObservedRetryPolicy if metrics is not None else RetryPolicy
     client = DirectorClient(
         host=config.director.host, port=config.director.port, name=name,
         director_name=config.director.name, federation_uuid=config.director.federation,
         tls_files=files, settings=settings,
-        retry=RetryPolicy.from_settings(settings.retry, **overrides),
+        retry=policy.from_settings(settings.retry, **overrides),
     )
     with client:
-        yield client
+        yield client if metrics is None else ObservedEnvoyPort(client, metrics)
 
 
 def _stop_aware_sleep(stop: threading.Event) -> Callable[[float], None]:
@@ -99,6 +111,7 @@ class RunningEnvoy:
     thread: threading.Thread
     stop_event: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    ops: OpsServer | None = None  # /metrics, /healthz, /readyz (closed when the envoy ends)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully (children get SIGTERM) and wait; re-raises the envoy's error."""
@@ -117,31 +130,47 @@ def _check(config: EnvoyConfig, name: str) -> None:
 
 
 def _serve(config: EnvoyConfig, name: str, pki_dir: Path, stop: threading.Event,
-           started: threading.Event | None = None, holder: list[Envoy] | None = None) -> None:
+           started: threading.Event | None = None,
+           holder: list[tuple[Envoy, OpsServer | None]] | None = None, *,
+           metrics_port: int | None = None, metrics_host: str | None = None) -> None:
     with ProcessLock(config.workspace / "locks" / "envoy.lock", f"envoy {name!r}"):
         # The data first: a site whose data does not fit is refused before any network.
         counts = check_envoy_data(config)
-        with director_port(config, name, pki_dir=pki_dir, stop=stop) as port:
-            envoy = Envoy(name, config, port, pki_dir=Path(pki_dir).resolve(),
-                          sample_counts=counts)
-            if holder is not None:
-                holder.append(envoy)
-            if started is not None:
-                started.set()
-            envoy.run(stop)
+        metrics, ops = start_envoy_ops(envoy_transport_settings(config), metrics_port,
+                                       metrics_host)
+        try:
+            with director_port(config, name, pki_dir=pki_dir, stop=stop,
+                               metrics=metrics) as port:
+                # FX_METRICS_PORT is this process's: its collaborators must not take it.
+                envoy = Envoy(name, config, port, pki_dir=Path(pki_dir).resolve(),
+                              sample_counts=counts, env=children_env(os.environ))
+                if metrics is not None:
+                    metrics.watch(envoy.status, envoy.tally)
+                    metrics.set_ready_check(lambda: envoy.registered and not stop.is_set())
+                if holder is not None:
+                    holder.append((envoy, ops))
+                if started is not None:
+                    started.set()
+                envoy.run(stop)
+        finally:
+            if ops is not None:
+                ops.stop()
 
 
-def start_envoy(config: EnvoyConfig, name: str, *, pki_dir: Path) -> RunningEnvoy:
+def start_envoy(config: EnvoyConfig, name: str, *, pki_dir: Path,
+                metrics_port: int | None = None, metrics_host: str | None = None
+                ) -> RunningEnvoy:
     """Run the envoy in a background thread (no signal handling: call ``stop``)."""
     _check(config, name)
     stop = threading.Event()
     started = threading.Event()
-    holder: list[Envoy] = []
+    holder: list[tuple[Envoy, OpsServer | None]] = []
     running: RunningEnvoy
 
     def target() -> None:
         try:
-            _serve(config, name, pki_dir, stop, started, holder)
+            _serve(config, name, pki_dir, stop, started, holder, metrics_port=metrics_port,
+                   metrics_host=metrics_host)
         except BaseException as exc:
             running.error = exc
             started.set()
@@ -153,12 +182,12 @@ def start_envoy(config: EnvoyConfig, name: str, *, pki_dir: Path) -> RunningEnvo
     if running.error is not None:
         thread.join()
         raise running.error
-    running.envoy = holder[0]
+    running.envoy, running.ops = holder[0]
     return running
 
 
-def run_envoy(config: EnvoyConfig, name: str, *, pki_dir: Path, handle_signals: bool = True
-              ) -> None:
+def run_envoy(config: EnvoyConfig, name: str, *, pki_dir: Path, handle_signals: bool = True,
+              metrics_port: int | None = None, metrics_host: str | None = None) -> None:
     """Run the envoy in this thread until a terminating signal (``handle_signals``, main
     thread only) or a fatal refusal by the director (raised)."""
     _check(config, name)
@@ -170,7 +199,8 @@ def run_envoy(config: EnvoyConfig, name: str, *, pki_dir: Path, handle_signals: 
         stop.set()
 
     with SignalStop(signals, on_stop=on_stop):
-        _serve(config, name, pki_dir, stop)
+        _serve(config, name, pki_dir, stop, metrics_port=metrics_port,
+               metrics_host=metrics_host)
 
 
 # -- the operator's commands ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from openfl_like.cli.experiment import _connect, connection_options
+from openfl_like.cli.options import metrics_options
 from openfl_like.cli.pki import pki_dir_option
 from openfl_like.pki import PkiStore
 
@@ -26,14 +27,18 @@ def director() -> None:
 @click.option("--host", default=None, help="Address to listen on (default: director.host).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="TCP port (default: director.port).")
-def start(config_path: Path, store: PkiStore, host: str | None, port: int | None) -> None:
+@metrics_options
+def start(config_path: Path, store: PkiStore, host: str | None, port: int | None,
+          metrics_port: int | None, metrics_host: str | None) -> None:
     """Serve envoys and experimenters over mutual TLS until SIGTERM or Ctrl-C.
 
     The registry of envoys and experiments lives in WORKSPACE/registry.sqlite; after a restart
     (also after kill -9) the experiments that were running resume from their aggregators' saved
     state, queued ones stay queued, and envoys and experimenters reconnect on their own.
     The director's certificate and key come from the PKI store under director.name; each
-    experiment's aggregator presents the same certificate.
+    experiment's aggregator presents the same certificate. With --metrics-port (or
+    network.metrics_port in director.yaml, or FX_METRICS_PORT) it serves Prometheus /metrics,
+    /healthz and /readyz over plain HTTP (see docs/operations.md).
     """
     from openfl_like.app.director import start_director
     from openfl_like.app.logfiles import write_log_file
@@ -42,9 +47,12 @@ def start(config_path: Path, store: PkiStore, host: str | None, port: int | None
 
     config = load_director_config(config_path)
     write_log_file(config.director.workspace / "logs", "director")
-    running = start_director(config, pki=store, host=host, port=port)
+    running = start_director(config, pki=store, host=host, port=port,
+                             metrics_port=metrics_port, metrics_host=metrics_host)
     name = config.director.name
     click.echo(f"director {name} listening on {running.server.address}", err=True)
+    if running.ops is not None:
+        click.echo(f"metrics on {running.ops.url}/metrics", err=True)
     with SignalStop(on_stop=lambda _sig: running.stop_requested.set()):
         running.run()
     click.echo(f"director {name} stopped; `fx director start` resumes it", err=True)

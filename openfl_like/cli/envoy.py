@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from openfl_like.cli.options import metrics_options
 from openfl_like.cli.pki import pki_dir_option
 from openfl_like.pki import PkiStore
 
@@ -46,7 +47,9 @@ def envoy() -> None:
 @_name_option
 @_config_option
 @pki_dir_option
-def start(name: str, config_file: Path, store: PkiStore) -> None:
+@metrics_options
+def start(name: str, config_file: Path, store: PkiStore, metrics_port: int | None,
+          metrics_host: str | None) -> None:
     """Check the local data against the contract, register with the director, and run a
     collaborator for every experiment the director assigns, until stopped.
 
@@ -54,13 +57,16 @@ def start(name: str, config_file: Path, store: PkiStore) -> None:
     certificate is missing. With review_experiments: true each experiment waits for
     `fx envoy approve` or `fx envoy reject`. SIGTERM, SIGHUP or Ctrl-C stop it gracefully: its
     collaborators get SIGTERM and finish their current task; a second signal exits at once.
+    With --metrics-port (or network.metrics_port in envoy.yaml, or FX_METRICS_PORT) it serves
+    Prometheus /metrics, /healthz and /readyz over plain HTTP (see docs/operations.md).
     """
     from openfl_like.app.envoy import run_envoy
     from openfl_like.app.logfiles import write_log_file
 
     config = _load(config_file, name)
     write_log_file(config.workspace / "logs", f"envoy-{name}")
-    run_envoy(config, name, pki_dir=store.root, handle_signals=True)
+    run_envoy(config, name, pki_dir=store.root, handle_signals=True,
+              metrics_port=metrics_port, metrics_host=metrics_host)
     click.echo(f"envoy {name} stopped", err=True)
 
 

@@ -54,5 +54,12 @@ class Broadcasts:
             self._expire(now)
             return any(envoy not in p.delivered for p in self._pending)
 
+    def live(self) -> int:
+        """Messages within their time-to-live (delivered to some envoys or not yet)."""
+        now = self.clock()
+        with self._lock:
+            self._expire(now)
+            return len(self._pending)
+
     def _expire(self, now: float) -> None:
         self._pending = [p for p in self._pending if now - p.created <= self.ttl]

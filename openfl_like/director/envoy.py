@@ -120,6 +120,8 @@ class Envoy:
         self._env = env
         self._lock = threading.Lock()
         self._runs: dict[str, ExperimentRun] = {}
+        self._channels: dict[str, FeedbackChannel] = {}  # of the runs still here
+        self._tally = {"finished": 0, "feedback_dropped": 0}  # since start, for /metrics
         self._beat = threading.Event()  # wakes the heartbeat early (state change, stop)
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -187,6 +189,11 @@ class Envoy:
             "awaiting_approval": sorted(r.name for r in runs
                                         if r.state is RunState.AWAITING_APPROVAL),
         }
+
+    def tally(self) -> dict[str, int]:
+        """Runs whose collaborator exited 0, and feedback items given up, since start."""
+        with self._lock:
+            return dict(self._tally)
 
     def handle_command(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """One operator command (envoy_approvals): approve, reject or status."""
@@ -372,13 +379,19 @@ class Envoy:
         self._beat.set()
 
     def _feedback(self, experiment: str) -> FeedbackChannel:
-        return FeedbackChannel(experiment, self.port.send_feedback, clock=self._clock)
+        channel = FeedbackChannel(experiment, self.port.send_feedback, clock=self._clock)
+        with self._lock:
+            self._channels[experiment] = channel
+        return channel
 
     def _changed(self, run: ExperimentRun) -> None:
         if run.state is RunState.ENDED:
             with self._lock:
                 if self._runs.get(run.name) is run:
                     del self._runs[run.name]
+                    channel = self._channels.pop(run.name, None)
+                    self._tally["finished"] += run.exit_code == 0
+                    self._tally["feedback_dropped"] += channel.dropped if channel else 0
         self._beat.set()
 
     def _report(self, experiment: str, code: int, description: str) -> None:

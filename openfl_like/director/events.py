@@ -47,6 +47,11 @@ class EventLog:
         with self._lock:
             return len(self._followers.get(experiment, ()))
 
+    def follower_count(self) -> int:
+        """Streams following any experiment now."""
+        with self._lock:
+            return sum(len(group) for group in self._followers.values())
+
     @contextmanager
     def _following(self, experiment: str, wakeup: Wakeup) -> Iterator[None]:
         with self._lock:

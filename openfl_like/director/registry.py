@@ -326,6 +326,14 @@ class Registry:
                 (experiment, from_seq, limit)).fetchall()
         return [_event(experiment, r) for r in rows]
 
+    def counts(self) -> tuple[dict[str, int], int]:
+        """(experiments by state value, events stored): two aggregate queries, for /metrics."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM experiments GROUP BY state"
+                                    ).fetchall()
+            events = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
+        return {str(r[0]): int(r[1]) for r in rows}, int(events[0])
+
     def last_seq(self, experiment: str) -> int:
         with self._lock:
             row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE "

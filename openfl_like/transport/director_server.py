@@ -24,6 +24,10 @@ models travel as ``PackageChunk`` streams read lazily (``director_streams``): an
 ``total_size`` is checked against ``max_package_bytes`` before any chunk is read
 (RESOURCE_EXHAUSTED), and the handler reads the files off the stream; their sha256 is the
 handler's to check.
+
+An ``observer`` (``transport.observers.ServerObserver``, e.g. ``transport.director_metrics``) is
+told the bytes of every message, each call that ends with an error status (RPC, code, check),
+each submission's outcome and each parked WaitExperiment.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import grpc
 from openfl_like.core.errors import (
     AuthError,
     DeadlineExceededError,
+    OpenflLikeError,
     ProtocolError,
     ResourceExhaustedError,
     ResourceLimitError,
@@ -65,9 +70,16 @@ from openfl_like.transport.director_streams import incoming_files, outgoing_chun
 from openfl_like.transport.health import HealthState
 from openfl_like.transport.identity import HeaderChecker, PeerIdentity
 from openfl_like.transport.limits import PeerSlots
+from openfl_like.transport.observers import (
+    ACCEPTED,
+    REFUSED,
+    ServerObserver,
+    counting_parser,
+    counting_serializer,
+)
 from openfl_like.transport.server import RunningServer, serve, start_server
 from openfl_like.transport.settings import MIB, TransportSettings
-from openfl_like.transport.status import translate_errors
+from openfl_like.transport.status import status_for, translate_errors
 from openfl_like.transport.watchdog import Watchdog, expire_call
 
 # The experimenter calls that answer a JSON document: (needs an experiment name, handler call).
@@ -99,11 +111,13 @@ class DirectorGRPCServer:
         max_package_bytes: int = 64 * MIB,
         max_feedback_items: int = 1000,
         max_text_bytes: int = 8 * 1024,
+        observer: ServerObserver | None = None,
     ) -> None:
         self.settings = settings or TransportSettings()
         if self.settings.tls and tls_files is None:
             raise AuthError("mutual TLS is on: the director needs its certificate files")
         self._handler = handler
+        self._observer = observer
         self._tls_files = tls_files if self.settings.tls else None
         self.director_name = director_name
         self.federation_uuid = federation_uuid
@@ -145,11 +159,14 @@ class DirectorGRPCServer:
             UNARY_STREAM: grpc.unary_stream_rpc_method_handler,
             STREAM_UNARY: grpc.stream_unary_rpc_method_handler,
         }
+        observer = self._observer
         methods = {
             name: factories[rpc.kind](
                 partial(self._json_rpc, name) if name in _JSON_RPCS else getattr(self, name),
-                request_deserializer=rpc.server_request_deserializer,
-                response_serializer=rpc.serialize_response,
+                request_deserializer=rpc.server_request_deserializer if observer is None
+                else counting_parser(rpc.server_request_deserializer, observer.received),
+                response_serializer=rpc.serialize_response if observer is None
+                else counting_serializer(rpc.serialize_response, observer.sent),
             )
             for name, rpc in DIRECTOR_RPCS.items()
         }
@@ -192,6 +209,32 @@ class DirectorGRPCServer:
         request = DIRECTOR_RPCS[rpc].parse_request(raw)
         name = self._checker.check_header(context, request.header, peer, role=role)
         return request, name, peer
+
+    @contextmanager
+    def _errors(self, context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
+        """``translate_errors``, telling the observer about a refusal first."""
+        with translate_errors(context, rpc):
+            try:
+                yield
+            except Exception as error:
+                if self._observer is not None:
+                    code, _ = status_for(error)
+                    reason = error.code if isinstance(error, OpenflLikeError) else "internal"
+                    self._observer.refused(rpc, code.name,
+                                           str(getattr(error, "check", "") or reason))
+                    if rpc == "SetNewExperiment":
+                        self._observer.result(REFUSED, reason)
+                raise
+
+    @contextmanager
+    def _parked(self) -> Iterator[None]:
+        if self._observer is not None:
+            self._observer.polls_parked(+1)
+        try:
+            yield
+        finally:
+            if self._observer is not None:
+                self._observer.polls_parked(-1)
 
     @staticmethod
     def _hold(slots: PeerSlots, peer: PeerIdentity, name: str) -> Any:
@@ -258,7 +301,7 @@ class DirectorGRPCServer:
     # -- envoy RPCs ------------------------------------------------------------------------
 
     def UpdateShardInfo(self, raw: bytes, context: grpc.ServicerContext) -> Any:
-        with translate_errors(context, "UpdateShardInfo"):
+        with self._errors(context, "UpdateShardInfo"):
             request, name, _ = self._authenticate("UpdateShardInfo", raw, context)
             if not request.HasField("shard"):
                 raise ProtocolError("UpdateShardInfo: the request has no shard")
@@ -267,7 +310,7 @@ class DirectorGRPCServer:
                                               message=message)
 
     def UpdateEnvoyStatus(self, raw: bytes, context: grpc.ServicerContext) -> Any:
-        with translate_errors(context, "UpdateEnvoyStatus"):
+        with self._errors(context, "UpdateEnvoyStatus"):
             request, name, _ = self._authenticate("UpdateEnvoyStatus", raw, context)
             period = self._handler.update_envoy_status(
                 name, list(request.running), list(request.awaiting_approval))
@@ -275,16 +318,16 @@ class DirectorGRPCServer:
                                                 heartbeat_seconds=period)
 
     def WaitExperiment(self, raw: bytes, context: grpc.ServicerContext) -> Any:
-        with translate_errors(context, "WaitExperiment"):
+        with self._errors(context, "WaitExperiment"):
             request, name, peer = self._authenticate("WaitExperiment", raw, context)
             wait = min(max(request.wait_seconds, 0.0), self.settings.long_poll_seconds)
-            with self._hold(self.polls, peer, name):
+            with self._hold(self.polls, peer, name), self._parked():
                 assignment = self._handler.wait_experiment(
                     name, wait, wakeup=self._wakeup(context))
             return assignment_to_pb(assignment, self._reply_header(name))
 
     def GetExperimentData(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
-        with translate_errors(context, "GetExperimentData"):
+        with self._errors(context, "GetExperimentData"):
             request, name, peer = self._authenticate("GetExperimentData", raw, context)
             experiment = _required(request.experiment_name, "GetExperimentData")
             with self._hold(self.transfers, peer, name):
@@ -293,7 +336,7 @@ class DirectorGRPCServer:
                                            self.settings.chunk_size)
 
     def SetExperimentFailed(self, raw: bytes, context: grpc.ServicerContext) -> Any:
-        with translate_errors(context, "SetExperimentFailed"):
+        with self._errors(context, "SetExperimentFailed"):
             request, name, _ = self._authenticate("SetExperimentFailed", raw, context)
             experiment = _required(request.experiment_name, "SetExperimentFailed")
             lines = [truncate_utf8(line, self.max_text_bytes)
@@ -307,7 +350,7 @@ class DirectorGRPCServer:
         self, requests: Iterator[bytes], context: grpc.ServicerContext
     ) -> Any:
         rpc = "SendExperimentFeedback"
-        with translate_errors(context, rpc), ExitStack() as stack:
+        with self._errors(context, rpc), ExitStack() as stack:
             first, name = self._client_stream(rpc, requests, context, stack)
             last_seq = 0
             for message in _chain(first, self._rest(rpc, requests)):
@@ -327,7 +370,7 @@ class DirectorGRPCServer:
 
     def SetNewExperiment(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
         rpc = "SetNewExperiment"
-        with translate_errors(context, rpc), ExitStack() as stack:
+        with self._errors(context, rpc), ExitStack() as stack:
             first, name = self._client_stream(rpc, requests, context, stack)
             if not first.HasField("submission"):
                 raise ProtocolError("the first SetNewExperiment message must carry the submission")
@@ -344,6 +387,8 @@ class DirectorGRPCServer:
             files = incoming_files(self._package_chunks(first, requests),
                                    max_total=sub.total_size, expected_total=sub.total_size)
             experiment = self._handler.set_new_experiment(name, submission, files)
+            if self._observer is not None:
+                self._observer.result(ACCEPTED)
             return pb.SetNewExperimentResponse(
                 header=self._reply_header(name), accepted=True, experiment_name=experiment,
                 message=f"experiment {experiment!r} accepted")
@@ -356,7 +401,7 @@ class DirectorGRPCServer:
                 yield message.chunk
 
     def _json_rpc(self, rpc: str, raw: bytes, context: grpc.ServicerContext) -> Any:
-        with translate_errors(context, rpc):
+        with self._errors(context, rpc):
             request, name, _ = self._authenticate(rpc, raw, context)
             needs_experiment, call = _JSON_RPCS[rpc]
             if needs_experiment:
@@ -365,7 +410,7 @@ class DirectorGRPCServer:
             return pb.JsonResponse(header=self._reply_header(name), json=to_json(document))
 
     def GetMetricStream(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
-        with translate_errors(context, "GetMetricStream"):
+        with self._errors(context, "GetMetricStream"):
             request, name, peer = self._authenticate("GetMetricStream", raw, context)
             experiment = _required(request.experiment_name, "GetMetricStream")
             with self._hold(self.streams, peer, name):
@@ -382,7 +427,7 @@ class DirectorGRPCServer:
                         close()
 
     def GetTrainedModel(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
-        with translate_errors(context, "GetTrainedModel"):
+        with self._errors(context, "GetTrainedModel"):
             request, name, peer = self._authenticate("GetTrainedModel", raw, context)
             experiment = _required(request.experiment_name, "GetTrainedModel")
             if request.which not in MODEL_CHOICES:
