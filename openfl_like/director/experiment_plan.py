@@ -35,6 +35,7 @@ log = get_logger(__name__)
 CLIENT_ROLE_KEY = "client_role"
 CLIENT_ROLE = "envoy"
 FIRST_RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 2.0
 # data.yaml value of each envoy: the envoy passes its own data description with --data.
 LOCAL_DATA = "local"
 
@@ -82,6 +83,9 @@ def experiment_plan_doc(doc: Mapping[str, Any], *, kind: ExperimentKind, aggrega
     # The envoys start their collaborators while the aggregator starts: a short first backoff
     # lets them join as soon as it listens (the plan may say otherwise).
     network.setdefault("retry_initial_seconds", FIRST_RETRY_SECONDS)
+    # ... and a short longest backoff: the aggregator's farewell waits out a backoff for a site
+    # that dropped out (it may come back), so an envoy that died does not hold the end long.
+    network.setdefault("retry_max_seconds", MAX_RETRY_SECONDS)
     if CLIENT_ROLE_KEY in NETWORK_KEYS:
         network[CLIENT_ROLE_KEY] = CLIENT_ROLE
     out["network"] = network

@@ -107,7 +107,7 @@ def test_two_experimenters_at_once_and_neither_sees_the_other(lab: DirectorLab) 
 def test_an_envoy_killed_mid_experiment_goes_offline_and_the_quorum_finishes(
         lab: DirectorLab) -> None:
     _started_lab(lab, ("env_a", "env_b", "env_c"))
-    plan = numpy_plan(rounds=40, min_collaborators=2, deadline=8, liveness=4, epochs=3)
+    plan = numpy_plan(rounds=40, min_collaborators=2, deadline=4, liveness=2, epochs=3)
     assert lab.submit("quorum", plan).returncode == 0
     lab.wait_for(lambda s: (s.get("round") or 0) >= 1, lambda: lab.status("quorum"),
                  timeout=120, what="round 1 started")
