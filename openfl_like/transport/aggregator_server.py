@@ -83,12 +83,9 @@ from openfl_like.protocol.chunking import (
 from openfl_like.protocol.service import (
     AGGREGATOR_RPCS,
     AGGREGATOR_SERVICE,
-    STREAM_UNARY,
-    UNARY_STREAM,
-    UNARY_UNARY,
 )
 from openfl_like.protocol.wire import Frame
-from openfl_like.transport.credentials import TlsFiles, server_credentials
+from openfl_like.transport.credentials import TlsFiles
 from openfl_like.transport.handlers import AggregatorHandler, StreamingUploads
 from openfl_like.transport.health import HealthState
 from openfl_like.transport.identity import HeaderChecker, PeerIdentity
@@ -102,10 +99,8 @@ from openfl_like.transport.observers import (
     REFUSED,
     UPLOAD,
     ServerObserver,
-    counting_parser,
-    counting_serializer,
 )
-from openfl_like.transport.server import RunningServer, serve, start_server
+from openfl_like.transport.service_server import ServiceServer
 from openfl_like.transport.settings import TransportSettings
 from openfl_like.transport.status import status_for, translate_errors
 from openfl_like.transport.watchdog import Watchdog, expire_call
@@ -113,8 +108,11 @@ from openfl_like.transport.watchdog import Watchdog, expire_call
 _log = get_logger(__name__)
 
 
-class AggregatorGRPCServer:
+class AggregatorGRPCServer(ServiceServer):
     """The Aggregator service over a handler; ``start()``/``serve()`` put it on the network."""
+
+    SERVICE = AGGREGATOR_SERVICE
+    RPCS = AGGREGATOR_RPCS
 
     def __init__(
         self,
@@ -178,56 +176,6 @@ class AggregatorGRPCServer:
         return self._checker.revoked_participants()
 
     # -- network ---------------------------------------------------------------------------
-
-    def rpc_handler(self) -> grpc.GenericRpcHandler:
-        factories = {
-            UNARY_UNARY: grpc.unary_unary_rpc_method_handler,
-            UNARY_STREAM: grpc.unary_stream_rpc_method_handler,
-            STREAM_UNARY: grpc.stream_unary_rpc_method_handler,
-        }
-        observer = self._observer
-        methods = {
-            name: factories[rpc.kind](
-                getattr(self, name),
-                request_deserializer=rpc.server_request_deserializer if observer is None
-                else counting_parser(rpc.server_request_deserializer, observer.received),
-                response_serializer=rpc.serialize_response if observer is None
-                else counting_serializer(rpc.serialize_response, observer.sent),
-            )
-            for name, rpc in AGGREGATOR_RPCS.items()
-        }
-        return grpc.method_handlers_generic_handler(AGGREGATOR_SERVICE, methods)
-
-    def _credentials(self) -> grpc.ServerCredentials | None:
-        return server_credentials(self._tls_files) if self._tls_files is not None else None
-
-    def start(self, *, host: str = "127.0.0.1", port: int = 0, ready: bool = True
-              ) -> RunningServer:
-        """Listen; health reports SERVING at once when ``ready`` (else the caller says when)."""
-        running = start_server(
-            [self.rpc_handler()],
-            settings=self.settings,
-            credentials=self._credentials(),
-            host=host,
-            port=port,
-            health=self.health,
-        )
-        if ready:
-            self.health.set_serving()
-        return running
-
-    @contextmanager
-    def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningServer]:
-        with serve(
-            [self.rpc_handler()],
-            settings=self.settings,
-            credentials=self._credentials(),
-            host=host,
-            port=port,
-            health=self.health,
-        ) as running:
-            self.health.set_serving()
-            yield running
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -63,8 +63,7 @@ from openfl_like.protocol.director_convert import (
     truncate_utf8,
 )
 from openfl_like.protocol.director_service import DIRECTOR_RPCS, DIRECTOR_SERVICE, RPC_ROLES
-from openfl_like.protocol.service import STREAM_UNARY, UNARY_STREAM, UNARY_UNARY
-from openfl_like.transport.credentials import TlsFiles, server_credentials
+from openfl_like.transport.credentials import TlsFiles
 from openfl_like.transport.director_handlers import DirectorHandler
 from openfl_like.transport.director_streams import incoming_files, outgoing_chunks
 from openfl_like.transport.health import HealthState
@@ -74,10 +73,8 @@ from openfl_like.transport.observers import (
     ACCEPTED,
     REFUSED,
     ServerObserver,
-    counting_parser,
-    counting_serializer,
 )
-from openfl_like.transport.server import RunningServer, serve, start_server
+from openfl_like.transport.service_server import ServiceServer
 from openfl_like.transport.settings import MIB, TransportSettings
 from openfl_like.transport.status import status_for, translate_errors
 from openfl_like.transport.watchdog import Watchdog, expire_call
@@ -97,8 +94,11 @@ _JSON_RPCS: dict[str, tuple[bool, _JsonCall]] = {
 }
 
 
-class DirectorGRPCServer:
+class DirectorGRPCServer(ServiceServer):
     """The Director service over a handler; ``start()``/``serve()`` put it on the network."""
+
+    SERVICE = DIRECTOR_SERVICE
+    RPCS = DIRECTOR_RPCS
 
     def __init__(
         self,
@@ -153,45 +153,8 @@ class DirectorGRPCServer:
 
     # -- network ---------------------------------------------------------------------------
 
-    def rpc_handler(self) -> grpc.GenericRpcHandler:
-        factories = {
-            UNARY_UNARY: grpc.unary_unary_rpc_method_handler,
-            UNARY_STREAM: grpc.unary_stream_rpc_method_handler,
-            STREAM_UNARY: grpc.stream_unary_rpc_method_handler,
-        }
-        observer = self._observer
-        methods = {
-            name: factories[rpc.kind](
-                partial(self._json_rpc, name) if name in _JSON_RPCS else getattr(self, name),
-                request_deserializer=rpc.server_request_deserializer if observer is None
-                else counting_parser(rpc.server_request_deserializer, observer.received),
-                response_serializer=rpc.serialize_response if observer is None
-                else counting_serializer(rpc.serialize_response, observer.sent),
-            )
-            for name, rpc in DIRECTOR_RPCS.items()
-        }
-        return grpc.method_handlers_generic_handler(DIRECTOR_SERVICE, methods)
-
-    def _credentials(self) -> grpc.ServerCredentials | None:
-        return server_credentials(self._tls_files) if self._tls_files is not None else None
-
-    def start(self, *, host: str = "127.0.0.1", port: int = 0, ready: bool = True
-              ) -> RunningServer:
-        """Listen; health reports SERVING at once when ``ready`` (else the caller says when)."""
-        running = start_server([self.rpc_handler()], settings=self.settings,
-                               credentials=self._credentials(), host=host, port=port,
-                               health=self.health)
-        if ready:
-            self.health.set_serving()
-        return running
-
-    @contextmanager
-    def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningServer]:
-        with serve([self.rpc_handler()], settings=self.settings,
-                   credentials=self._credentials(), host=host, port=port,
-                   health=self.health) as running:
-            self.health.set_serving()
-            yield running
+    def _method(self, name: str) -> Callable[..., Any]:
+        return partial(self._json_rpc, name) if name in _JSON_RPCS else getattr(self, name)
 
     # -- helpers ---------------------------------------------------------------------------
 
