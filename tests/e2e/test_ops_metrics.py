@@ -129,8 +129,11 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StalledFede
                    "round 2")
         victim = next(p for p in procs.processes if p.name == "col3")
         victim.kill9()
+        # status.json is refreshed every 0.5 s by the aggregator's main thread (which may still
+        # be busy starting up while the first rounds close): wait until it has caught up too
         wait_until(lambda: (s := fed.status())["waiting_for"] == ["col3"]
-                   and s["results_in"] >= 2, 30, "a round that waits only for col3")
+                   and s["results_in"] >= 2 and s["round"] >= 2, 30,
+                   "a round >= 2 that waits only for col3, in status.json")
         # A refused call: col9 has a certificate of our CA but is not in cols.yaml (`fx
         # collaborator start` would refuse it before dialling, so the library calls).
         outsider = AggregatorGRPCClient(
