@@ -70,7 +70,6 @@ from openfl_like.core.ids import Role
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import AGGREGATED_TAG, NamedTensor, PollStatus, TasksReply
 from openfl_like.core.waiting import Wakeup
-from openfl_like.pki import RevocationChecker
 from openfl_like.protocol import aggregator_pb2 as pb
 from openfl_like.protocol import base_pb2, convert
 from openfl_like.protocol.chunking import (
@@ -100,7 +99,7 @@ from openfl_like.transport.observers import (
     UPLOAD,
     ServerObserver,
 )
-from openfl_like.transport.service_server import ServiceServer
+from openfl_like.transport.service_server import ServiceServer, revocation_checker
 from openfl_like.transport.settings import TransportSettings
 from openfl_like.transport.status import status_for, translate_errors
 from openfl_like.transport.watchdog import Watchdog, expire_call
@@ -143,13 +142,7 @@ class AggregatorGRPCServer(ServiceServer):
         self.aggregator_name = aggregator_name
         self.federation_uuid = federation_uuid
         self._single_cn = single_col_cert_common_name
-        revocation = None
-        if self._tls_files is not None and self._tls_files.crl_path is not None:
-            if self._tls_files.signing_cert_path is None:
-                raise AuthError("a CRL needs the signing CA certificate to verify it")
-            revocation = RevocationChecker(
-                self._tls_files.crl_path, self._tls_files.signing_cert_path
-            )
+        revocation = revocation_checker(self._tls_files)
         self._checker = HeaderChecker(
             server_name=aggregator_name,
             federation_uuid=federation_uuid,

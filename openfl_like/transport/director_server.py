@@ -50,7 +50,6 @@ from openfl_like.core.errors import (
 from openfl_like.core.experiments import MODEL_CHOICES, Submission
 from openfl_like.core.ids import Role
 from openfl_like.core.waiting import Wakeup
-from openfl_like.pki import RevocationChecker
 from openfl_like.protocol import base_pb2
 from openfl_like.protocol import director_pb2 as pb
 from openfl_like.protocol.director_convert import (
@@ -74,7 +73,7 @@ from openfl_like.transport.observers import (
     REFUSED,
     ServerObserver,
 )
-from openfl_like.transport.service_server import ServiceServer
+from openfl_like.transport.service_server import ServiceServer, revocation_checker
 from openfl_like.transport.settings import MIB, TransportSettings
 from openfl_like.transport.status import status_for, translate_errors
 from openfl_like.transport.watchdog import Watchdog, expire_call
@@ -124,13 +123,7 @@ class DirectorGRPCServer(ServiceServer):
         self.max_package_bytes = max_package_bytes
         self.max_feedback_items = max_feedback_items
         self.max_text_bytes = max_text_bytes
-        revocation = None
-        if self._tls_files is not None and self._tls_files.crl_path is not None:
-            if self._tls_files.signing_cert_path is None:
-                raise AuthError("a CRL needs the signing CA certificate to verify it")
-            revocation = RevocationChecker(
-                self._tls_files.crl_path, self._tls_files.signing_cert_path
-            )
+        revocation = revocation_checker(self._tls_files)
         self._checker = HeaderChecker(
             server_name=director_name,
             federation_uuid=federation_uuid,

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 import grpc
 
+from openfl_like.core.errors import AuthError
+from openfl_like.pki import RevocationChecker
 from openfl_like.protocol.service import STREAM_UNARY, UNARY_STREAM, UNARY_UNARY, Rpc
 from openfl_like.transport.credentials import TlsFiles, server_credentials
 from openfl_like.transport.health import HealthState
@@ -31,6 +33,16 @@ _FACTORIES: Mapping[str, Callable[..., grpc.RpcMethodHandler]] = {
     UNARY_STREAM: grpc.unary_stream_rpc_method_handler,
     STREAM_UNARY: grpc.stream_unary_rpc_method_handler,
 }
+
+
+def revocation_checker(tls_files: TlsFiles | None) -> RevocationChecker | None:
+    """The CRL check of a server's TLS files (None without TLS or without a CRL); a CRL
+    needs the signing CA's certificate to verify it."""
+    if tls_files is None or tls_files.crl_path is None:
+        return None
+    if tls_files.signing_cert_path is None:
+        raise AuthError("a CRL needs the signing CA certificate to verify it")
+    return RevocationChecker(tls_files.crl_path, tls_files.signing_cert_path)
 
 
 class ServiceServer:
