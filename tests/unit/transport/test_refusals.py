@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from openfl_like.core.errors import AuthError, PermissionDeniedError
+from openfl_like.transport import status
 from openfl_like.transport.refusals import RefusalLog
 from openfl_like.transport.status import abort_with, peer_label
 
@@ -147,9 +148,12 @@ def test_peer_is_the_certificate_cn_or_the_address_without_port() -> None:
     assert peer_label(FakeContext("ipv6:[::1]:5555")) == "[::1]"
 
 
-def test_abort_with_logs_a_refused_peer_once(caplog: pytest.LogCaptureFixture) -> None:
-    # Prepare: a peer from a new port at every call, as a reconnecting client
+def test_abort_with_logs_a_refused_peer_once(caplog: pytest.LogCaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare: a peer from a new port at every call, as a reconnecting client; a fresh
+    # process-wide log (earlier tests in this process used up its new-peers-per-minute lines)
     caplog.set_level(logging.INFO, logger="openfl_like")
+    monkeypatch.setattr(status, "refusal_log", RefusalLog(status._log))
     # Execute
     for port in range(500):
         context = FakeContext(f"ipv4:192.0.2.77:{40000 + port}")
