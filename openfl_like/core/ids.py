@@ -27,10 +27,16 @@ class Role(str, enum.Enum):
     ENVOY = "envoy"
     EXPERIMENTER = "experimenter"
     OPERATOR = "operator"  # read-only: may call a server's status and health RPCs only
+    PARTY = "party"  # one side of a two-party vertical pair: serves its peer and calls it
 
     @property
     def is_server(self) -> bool:
-        return self in (Role.AGGREGATOR, Role.DIRECTOR)
+        return self in (Role.AGGREGATOR, Role.DIRECTOR, Role.PARTY)
+
+    @property
+    def is_client(self) -> bool:
+        """Calls a server: every role but the two pure servers (a party is both)."""
+        return self not in (Role.AGGREGATOR, Role.DIRECTOR)
 
     @classmethod
     def parse(cls, value: str) -> Role:

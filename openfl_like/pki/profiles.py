@@ -7,7 +7,7 @@ spelled out with its criticality (RFC 5280 and the CA/B-style profile that verif
                 SubjectKeyIdentifier
     signing CA  BasicConstraints(ca, pathlen=0) critical, KeyUsage(keyCertSign, cRLSign) critical,
                 SubjectKeyIdentifier, AuthorityKeyIdentifier (root)
-    server leaf (aggregator, director)
+    server leaf (aggregator, director; a vertical party also has clientAuth)
                 BasicConstraints(not ca) critical, KeyUsage(digitalSignature [+keyEncipherment for
                 RSA]) critical, ExtendedKeyUsage(serverAuth), SubjectAltName(hosts), SKI, AKI
     client leaf (collaborator, envoy, experimenter, operator)
@@ -167,7 +167,6 @@ def leaf_extensions(
     issuer_key: x509.CertificateIssuerPublicKeyTypes,
     sans: list[x509.GeneralName],
 ) -> list[ExtensionSpec]:
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if role.is_server else ExtendedKeyUsageOID.CLIENT_AUTH
     specs = [
         ExtensionSpec(x509.BasicConstraints(ca=False, path_length=None), critical=True),
         ExtensionSpec(
@@ -179,7 +178,7 @@ def leaf_extensions(
             ),
             critical=True,
         ),
-        ExtensionSpec(x509.ExtendedKeyUsage([usage]), critical=False),
+        ExtensionSpec(x509.ExtendedKeyUsage(list(required_ekus(role))), critical=False),
         ExtensionSpec(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False),
         ExtensionSpec(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), critical=False
@@ -190,5 +189,11 @@ def leaf_extensions(
     return specs
 
 
-def required_eku(role: Role) -> x509.ObjectIdentifier:
-    return ExtendedKeyUsageOID.SERVER_AUTH if role.is_server else ExtendedKeyUsageOID.CLIENT_AUTH
+def required_ekus(role: Role) -> tuple[x509.ObjectIdentifier, ...]:
+    """serverAuth for a server, clientAuth for a client; a vertical party is both."""
+    usages: list[x509.ObjectIdentifier] = []
+    if role.is_server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    if role.is_client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    return tuple(usages)

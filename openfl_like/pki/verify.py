@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from openfl_like.core.errors import PkiError, VerificationError
 from openfl_like.core.ids import Role
@@ -165,13 +166,13 @@ def _check_key_usage(cert: x509.Certificate) -> None:
 
 
 def _check_eku(cert: x509.Certificate, role: Role) -> None:
-    needed = profiles.required_eku(role)
-    label = "serverAuth" if role.is_server else "clientAuth"
     eku = _extension(cert, x509.ExtendedKeyUsage)
-    if eku is None or needed not in eku.value:
-        raise VerificationError(
-            "extended_key_usage", f"a {role.value} certificate needs extendedKeyUsage {label}"
-        )
+    for needed in profiles.required_ekus(role):
+        if eku is None or needed not in eku.value:
+            label = "serverAuth" if needed == ExtendedKeyUsageOID.SERVER_AUTH else "clientAuth"
+            raise VerificationError(
+                "extended_key_usage", f"a {role.value} certificate needs extendedKeyUsage {label}"
+            )
 
 
 def verify_certificate(
