@@ -87,9 +87,9 @@ def header(sender: str = LEADER, **overrides: str) -> bytes:
     return message.SerializeToString()
 
 
-def meta(nbytes: int = 8, name: str = "t") -> base_pb2.TensorMeta:
+def meta(nbytes: int = 8, name: str = "t") -> bytes:
     return base_pb2.TensorMeta(name=name, round_number=1, dtype="uint8", shape=[nbytes],
-                               nbytes=nbytes)
+                               nbytes=nbytes).SerializeToString()
 
 
 def test_a_party_certificate_of_another_name_is_refused(
@@ -190,7 +190,8 @@ def test_tensor_messages_that_lie_about_their_bytes_are_refused(
         code, details = raw_unary(channel, "PutTensor", encode_put(header(), meta(8), b"1234"))
         assert code is Code.INVALID_ARGUMENT and "got 4 bytes, expected 8" in details
         code, details = raw_unary(channel, "PutTensor", encode_put(
-            header(), base_pb2.TensorMeta(name="t", dtype="float32", shape=[3], nbytes=8), b""))
+            header(), base_pb2.TensorMeta(name="t", dtype="float32", shape=[3], nbytes=8
+                                          ).SerializeToString(), b""))
         assert code is Code.INVALID_ARGUMENT and "do not match" in details
         code, details = raw_stream(channel, iter([encode_piece(header(), meta(8), b"1234")]))
         assert code is Code.INVALID_ARGUMENT and "truncated" in details
@@ -310,8 +311,8 @@ def test_cancel_makes_a_pending_send_fail_at_once(
     follower: Party, make_client: ClientFactory,
 ) -> None:
     follower.handler.gate = threading.Event()  # the peer's inbox does not answer
-    client = make_client(follower.address)
-    pending = client.send_tensor("slow", 0, np.ones(2), 30.0)
+    client = make_client(follower.address, settings=fast(chunk_bytes=8))
+    pending = client.send_tensor("slow", 0, np.ones(2), 30.0)  # 16 bytes: streamed
     assert not pending.done()
     pending.cancel()
     started = time.monotonic()
@@ -320,10 +321,29 @@ def test_cancel_makes_a_pending_send_fail_at_once(
     assert time.monotonic() - started < 0.5 and pending.done()
     follower.handler.gate.set()
     follower.handler.gate = None
-    done = client.send_tensor("fast", 1, np.ones(2), 5.0)
+    done = client.send_tensor("fast", 1, np.ones(1), 5.0)
     done.result()
     done.cancel()  # a send already acknowledged stays a success
     done.result()
+
+
+def test_a_one_message_send_is_decided_within_its_timeout_or_by_close(
+    follower: Party, make_client: ClientFactory,
+) -> None:
+    # the fast path's first attempt runs in the sender's thread: bounded by the timeout
+    follower.handler.gate = threading.Event()
+    client = make_client(follower.address)
+    started = time.monotonic()
+    with pytest.raises(OperationTimeoutError, match=r"send 'slow' at step 0 timed out after 0.2"):
+        client.send_tensor("slow", 0, np.ones(2), 0.2).result()
+    assert time.monotonic() - started < 1.5
+    # ... and closing the link from another thread ends it at once
+    threading.Timer(0.1, client.close).start()
+    started = time.monotonic()
+    with pytest.raises(SendCancelledError, match="closed"):
+        client.send_tensor("slow", 1, np.ones(2), 30.0).result()
+    assert time.monotonic() - started < 1.5
+    follower.handler.gate.set()
 
 
 def free_port() -> int:

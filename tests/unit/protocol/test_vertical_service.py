@@ -22,6 +22,7 @@ from openfl_like.protocol.vertical_service import (
     VERTICAL_SERVICE,
     decode_piece,
     decode_put,
+    encode_meta,
     encode_piece,
     encode_put,
 )
@@ -46,7 +47,7 @@ def test_method_table_matches_the_proto_service() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"\x00" * 24, bytes(range(200))])
 def test_hand_encoded_tensor_put_is_protobufs_encoding(data: bytes) -> None:
-    ours = encode_put(HEADER.SerializeToString(), META, memoryview(data))
+    ours = encode_put(HEADER.SerializeToString(), META.SerializeToString(), memoryview(data))
     assert ours == pb.TensorPut(header=HEADER, meta=META, data=data).SerializeToString()
     decoded = decode_put(ours)
     assert decoded.header == HEADER and decoded.meta == META and bytes(decoded.data) == data
@@ -56,7 +57,8 @@ def test_hand_encoded_tensor_put_is_protobufs_encoding(data: bytes) -> None:
     (HEADER, META, b"abc"), (None, None, b"\x01" * 300), (HEADER, META, b""), (None, None, b""),
 ])
 def test_hand_encoded_tensor_piece_is_protobufs_encoding(header, meta, data) -> None:
-    ours = encode_piece(header.SerializeToString() if header else None, meta, data)
+    ours = encode_piece(header.SerializeToString() if header else None,
+                        meta.SerializeToString() if meta else None, data)
     expected = pb.TensorPiece(chunk=base_pb2.TensorChunk(data=data))
     if header is not None:
         expected.header.CopyFrom(header)
@@ -65,6 +67,17 @@ def test_hand_encoded_tensor_piece_is_protobufs_encoding(header, meta, data) -> 
     assert pb.TensorPiece.FromString(ours) == expected
     decoded = decode_piece(ours)
     assert decoded.header == header and decoded.meta == meta and bytes(decoded.data) == data
+
+
+@pytest.mark.parametrize(("name", "step", "dtype", "shape", "nbytes"), [
+    ("emb", 12, "float32", (32, 64), 8192), ("", 0, "bool", (), 1), ("g", -3, "uint8", (0,), 0),
+    ("w" * 300, 2**40, "float16", (3, 1, 2), 12),
+])
+def test_hand_encoded_meta_is_protobufs_encoding(name, step, dtype, shape, nbytes) -> None:
+    expected = base_pb2.TensorMeta(name=name, round_number=step, dtype=dtype, shape=shape,
+                                   nbytes=nbytes).SerializeToString()
+    assert encode_meta(name, step, dtype, shape, nbytes) == expected
+    assert encode_meta(name, step, dtype, shape, nbytes) == expected  # cached tail
 
 
 @pytest.mark.parametrize("garbage", [b"\xff", b"\x0a\x05ab", b"\x0f", b"\x0a\x02\xff\xff"])
