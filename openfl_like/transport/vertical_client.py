@@ -42,6 +42,7 @@ from openfl_like.core.errors import (
     OpenflLikeError,
     PlanMismatchError,
     ProtocolError,
+    ResourceLimitError,
 )
 from openfl_like.core.logging import get_logger
 from openfl_like.core.vertical import Control, Hello, OperationTimeoutError, PartyRole
@@ -66,6 +67,10 @@ _log = get_logger(__name__)
 
 _RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 _OVERSIZE = ("larger than max", "message too large")  # grpc's own limit: never passes later
+
+
+def _is_oversize(details: str) -> bool:
+    return any(marker in details.lower() for marker in _OVERSIZE)
 
 
 class SendCancelledError(ConnectionFailedError):
@@ -256,6 +261,12 @@ class VerticalPeerClient:
                 tls_files=self._tls_files)
         if code is grpc.StatusCode.CANCELLED and self._closed:
             return SendCancelledError(f"{what}: the link to peer {self.peer} was closed")
+        details = (error.details() if hasattr(error, "details") else "") or ""
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and _is_oversize(details):
+            return ResourceLimitError(
+                f"{what}: a message over the size limit ({details}); our limit to send is "
+                f"{self.settings.client_max_send_bytes} bytes (FX_VERTICAL_CLIENT_MAX_SEND_BYTES),"
+                f" the peer's to receive its FX_VERTICAL_SERVER_MAX_RECV_BYTES")
         if code is grpc.StatusCode.UNAVAILABLE:
             return ConnectionFailedError(
                 f"{what}: {describe_failure(error, self.peer_addr, server=f'peer {self.peer}')}")
@@ -266,7 +277,7 @@ class VerticalPeerClient:
         if code not in _RETRIED or is_hostname_mismatch(error) or self._closed:
             return False
         details = (error.details() if hasattr(error, "details") else "") or ""
-        return not any(marker in details.lower() for marker in _OVERSIZE)
+        return not _is_oversize(details)
 
 
 @dataclass(frozen=True)

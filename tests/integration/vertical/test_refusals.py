@@ -20,6 +20,7 @@ from openfl_like.core.errors import (
     PermissionDeniedError,
     PlanMismatchError,
     ProtocolError,
+    ResourceLimitError,
 )
 from openfl_like.core.vertical import (
     Control,
@@ -29,7 +30,7 @@ from openfl_like.core.vertical import (
     PartyRole,
 )
 from openfl_like.protocol import base_pb2
-from openfl_like.protocol.vertical_convert import header_pb
+from openfl_like.protocol.vertical_convert import header_pb, hello_to_pb
 from openfl_like.protocol.vertical_service import VERTICAL_RPCS, encode_piece, encode_put
 from openfl_like.transport.credentials import channel_credentials
 from openfl_like.transport.vertical_client import SendCancelledError
@@ -224,6 +225,50 @@ def test_an_oversize_tensor_is_refused_from_its_metadata(
         assert time.monotonic() - started < 2
     client.send_tensor("fits", 0, np.zeros(1000, np.uint8), 5.0).result()
     assert [t.name for t in party.handler.tensors] == ["fits"]
+
+
+def test_a_message_over_grpcs_size_limit_is_a_limit_error_not_retried(
+    start_follower, make_client: ClientFactory,
+) -> None:
+    party = start_follower(settings=fast(chunk_bytes=1024, server_max_recv_bytes=66 * 1024 + 1024))
+    client = make_client(party.address)
+    started = time.monotonic()
+    with pytest.raises(ResourceLimitError, match="over the size limit"):
+        client.put_tensor("big", 0, np.zeros(100_000, np.uint8), 5.0).result()
+    assert time.monotonic() - started < 2  # not retried until the timeout
+    make_client(party.address, settings=fast(chunk_bytes=1024)).send_tensor(
+        "big", 0, np.zeros(100_000, np.uint8), 5.0).result()  # streamed in pieces that fit
+    assert [t.name for t in party.handler.tensors] == ["big"]
+
+
+def test_another_protocol_version_is_a_plan_mismatch(
+    pki: Pki, follower: Party, make_client: ClientFactory,
+) -> None:
+    request = hello_to_pb(Hello(SESSION, LEADER, PartyRole.LEADER, FOLLOWER, protocol_version=9))
+    with raw_channel(pki, follower) as channel:
+        code, details = raw_unary(channel, "Connect", request.SerializeToString())
+    assert code is Code.FAILED_PRECONDITION and "protocol version 9, this party 1" in details
+    assert follower.handler.hellos == []
+
+
+def test_concurrent_sends_from_many_threads_all_arrive(
+    follower: Party, make_client: ClientFactory,
+) -> None:
+    client = make_client(follower.address, settings=fast(chunk_bytes=64))
+
+    def sender(index: int) -> None:
+        for step in range(10):  # alternately one message and streamed
+            client.send_tensor(f"t{index}", step, np.full(4 + 8 * (step % 2), index), 5.0
+                               ).result()
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    got = {(t.name, t.step): t.array for t in follower.handler.tensors}
+    assert len(got) == 60
+    assert all(int(array[0]) == int(name[1:]) for (name, _), array in got.items())
 
 
 class SilentStream:
