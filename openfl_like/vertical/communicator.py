@@ -213,12 +213,13 @@ class Communicator:
                 last = error
             if self._stopping.is_set():
                 raise self._closed()
-            if time.monotonic() + wait > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise ConnectionFailedError(
                     f"{self.name} could not connect to {self.peer_desc} within "
                     f"{self.connect_timeout_s:.1f} s ({attempts} attempts): {last}")
             _log.debug("connect to %s failed (%s); retry in %.2f s", self.peer_desc, last, wait)
-            if self._stopping.wait(wait):
+            if self._stopping.wait(min(wait, remaining)):
                 raise self._closed()
         raise AssertionError("unreachable")  # pragma: no cover - waits() never ends
 

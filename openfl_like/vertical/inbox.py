@@ -28,6 +28,7 @@ from openfl_like.core.errors import (
     PlanMismatchError,
     RefusedError,
     ResourceExhaustedError,
+    ResourceLimitError,
     UnavailableError,
 )
 from openfl_like.core.logging import get_logger
@@ -158,6 +159,12 @@ class Inbox:
                 if done == _fingerprint(array):
                     return
                 raise RefusedError(self._conflict(key))
+            if array.nbytes > self.max_bytes:  # would never fit: final, not worth a retry
+                raise ResourceLimitError(
+                    f"tensor {tensor.name!r} of step {tensor.step} has {array.nbytes} bytes, "
+                    f"more than {self.me}'s whole inbox ({self.max_bytes} bytes, "
+                    "FX_VERTICAL_MAX_INBOX_BYTES)"
+                )
             if self._count() >= self.max_entries:
                 raise ResourceExhaustedError(
                     f"{self.me}'s inbox holds {self.max_entries} messages not yet received"
