@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -218,7 +219,9 @@ class Communicator:
                 raise ConnectionFailedError(
                     f"{self.name} could not connect to {self.peer_desc} within "
                     f"{self.connect_timeout_s:.1f} s ({attempts} attempts): {last}")
-            _log.debug("connect to %s failed (%s); retry in %.2f s", self.peer_desc, last, wait)
+            _log.log(logging.INFO if attempts == 1 else logging.DEBUG,
+                     "connect to %s failed (%s); retrying until %.1f s have passed",
+                     self.peer_desc, last, self.connect_timeout_s)
             if self._stopping.wait(min(wait, remaining)):
                 raise self._closed()
         raise AssertionError("unreachable")  # pragma: no cover - waits() never ends
