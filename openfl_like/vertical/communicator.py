@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
-import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -24,9 +22,7 @@ import numpy as np
 
 from openfl_like.core.errors import (
     ConfigError,
-    ConnectionFailedError,
     ProtocolError,
-    ResourceExhaustedError,
 )
 from openfl_like.core.logging import get_logger
 from openfl_like.core.vertical import (
@@ -37,8 +33,8 @@ from openfl_like.core.vertical import (
     PartyRole,
     ReaderState,
 )
-from openfl_like.protocol.codec import dtype_name
-from openfl_like.transport.retry import RetryPolicy
+from openfl_like.vertical import checks
+from openfl_like.vertical.connect import connect_with_backoff
 from openfl_like.vertical.inbox import DEFAULT_MAX_INBOX_BYTES, FailCallback, Inbox, control_key
 from openfl_like.vertical.link import PeerLink, PendingSend
 from openfl_like.vertical.pending import Monitor, PendingOps
@@ -47,7 +43,7 @@ from openfl_like.vertical.wiring import (
     Transport,
     Wire,
     default_settings,
-    resolve_tls_files,
+    tls_files_for,
 )
 
 if TYPE_CHECKING:
@@ -57,9 +53,6 @@ _log = get_logger(__name__)
 
 GOODBYE_TIMEOUT_S = 1.0
 SERVER_GRACE_S = 0.5
-_CONNECT_INITIAL_BACKOFF_S = 0.05
-_CONNECT_MAX_BACKOFF_S = 2.0
-_CONNECT_ATTEMPT_MAX_S = 10.0
 
 _NEW, _CONNECTING, _RUNNING, _CLOSED = "new", "connecting", "running", "closed"
 
@@ -96,19 +89,13 @@ class Communicator:
             raise ConfigError(f"the party and its peer have the same name {self.name!r}")
         if not session_id:
             raise ConfigError("session_id must not be empty")
-        for what, value in (("client_threads", client_threads),
-                            ("server_threads", server_threads),
-                            ("scan_interval_ms", scan_interval_ms),
-                            ("default_timeout_ms", default_timeout_ms),
-                            ("connect_timeout_ms", connect_timeout_ms)):
-            if not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"{what} must be a positive number, not {value!r}")
         self.peer_addr, self.local_addr, self.session_id = peer_addr, local_addr, session_id
         self._pki_dir, self._tls_files, self._tls = pki_dir, tls_files, tls
-        self.client_threads, self.server_threads = int(client_threads), int(server_threads)
-        self.scan_interval_s = scan_interval_ms / 1000.0
-        self.default_timeout_s = default_timeout_ms / 1000.0
-        self.connect_timeout_s = connect_timeout_ms / 1000.0
+        self.client_threads = int(checks.positive("client_threads", client_threads))
+        self.server_threads = int(checks.positive("server_threads", server_threads))
+        self.scan_interval_s = checks.positive("scan_interval_ms", scan_interval_ms) / 1000
+        self.default_timeout_s = checks.positive("default_timeout_ms", default_timeout_ms) / 1000
+        self.connect_timeout_s = checks.positive("connect_timeout_ms", connect_timeout_ms) / 1000
         self._settings = settings
         self._transport = _transport
         self._max_inbox_bytes = _max_inbox_bytes
@@ -117,7 +104,6 @@ class Communicator:
         self._lifecycle = threading.Lock()
         self._state = _NEW
         self._stopping = threading.Event()
-        self._torn_down = False
         self._step = 0
         self._step_lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -128,6 +114,7 @@ class Communicator:
         self._wire: Wire | None = None
         self._monitor: Monitor | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._to_stop: list[Callable[[], None]] = []  # what _teardown stops, in order
         self._closed_error: CommunicatorClosedError | None = None
 
     @classmethod
@@ -170,61 +157,42 @@ class Communicator:
         transport = self._transport
         settings = self._settings
         if transport is None:
-            if settings is None:
-                settings = default_settings()
-            tls_files: TlsFiles | None = None
-            if self._tls:
-                tls_files = resolve_tls_files(name=self.name, tls_files=self._tls_files,
-                                              pki_dir=self._pki_dir, settings=settings)
-            else:
-                _log.warning("INSECURE: vertical communicator %s runs WITHOUT TLS: the peer is "
-                             "not authenticated and tensors travel in clear text", self.name)
+            settings = settings if settings is not None else default_settings()
             transport = GrpcTransport(
                 peer_addr=self.peer_addr, local_addr=self.local_addr, me=self.name,
                 peer=self.peer_name, session_id=self.session_id, my_role=self.role,
-                tls_files=tls_files, settings=settings, client_threads=self.client_threads,
+                tls_files=tls_files_for(self.name, tls=self._tls, tls_files=self._tls_files,
+                                        pki_dir=self._pki_dir, settings=settings),
+                settings=settings, client_threads=self.client_threads,
                 server_threads=self.server_threads)
         max_bytes = (self._max_inbox_bytes
                      or getattr(settings, "max_inbox_bytes", None) or DEFAULT_MAX_INBOX_BYTES)
         self._inbox = Inbox(me=self.name, peer=self.peer_name, my_role=self.role,
                             session_id=self.session_id, max_bytes=int(max_bytes), step=self.step)
-        self._monitor = Monitor(self._ops, self.scan_interval_s, self.peer_desc)
-        self._monitor.start()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
+        monitor = Monitor(self._ops, self.scan_interval_s, self.peer_desc)
+        self._monitor = monitor
+        self._started(monitor.stop)
+        monitor.start()
+        pool = concurrent.futures.ThreadPoolExecutor(
             self.client_threads, thread_name_prefix=f"vertical-send-{self.name}")
-        self._wire = transport.start(self._inbox)
+        self._pool = pool
+        self._started(lambda: pool.shutdown(wait=False))
+        wire = transport.start(self._inbox)
+        self._wire = wire
+        self._started(lambda: wire.stop(SERVER_GRACE_S))
+        self._started(wire.link.close)
+        if self._stopping.is_set():  # shut down meanwhile: initialize's clean-up stops it all
+            raise self._closed()
         _log.info("%s (%s) serving on %s (port %d)", self.name, self.role.value,
                   self.local_addr, self._wire.port)
 
     def _connect(self) -> tuple[int, float]:
         assert self._wire is not None
-        link = self._wire.link
-        policy = RetryPolicy(initial_backoff=_CONNECT_INITIAL_BACKOFF_S,
-                             max_backoff=_CONNECT_MAX_BACKOFF_S,
-                             total_seconds=self.connect_timeout_s)
-        start = time.monotonic()
-        deadline = start + self.connect_timeout_s
-        for attempts, wait in enumerate(policy.waits(), start=1):
-            hello = Hello(self.session_id, self.name, self.role, self.peer_name, step=self.step)
-            remaining = deadline - time.monotonic()
-            try:
-                link.connect(hello, min(max(remaining, 0.05), _CONNECT_ATTEMPT_MAX_S))
-                return attempts, time.monotonic() - start
-            except (ConnectionFailedError, ResourceExhaustedError) as error:
-                last = error
-            if self._stopping.is_set():
-                raise self._closed()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ConnectionFailedError(
-                    f"{self.name} could not connect to {self.peer_desc} within "
-                    f"{self.connect_timeout_s:.1f} s ({attempts} attempts): {last}")
-            _log.log(logging.INFO if attempts == 1 else logging.DEBUG,
-                     "connect to %s failed (%s); retrying until %.1f s have passed",
-                     self.peer_desc, last, self.connect_timeout_s)
-            if self._stopping.wait(min(wait, remaining)):
-                raise self._closed()
-        raise AssertionError("unreachable")  # pragma: no cover - waits() never ends
+        return connect_with_backoff(
+            self._wire.link,
+            lambda: Hello(self.session_id, self.name, self.role, self.peer_name, step=self.step),
+            me=self.name, peer_desc=self.peer_desc, timeout_s=self.connect_timeout_s,
+            stopping=self._stopping, closed=self._closed)
 
     def shutdown(self, reason: str = "done") -> None:
         """Say goodbye to the peer (best effort), fail pending operations, stop everything.
@@ -266,24 +234,24 @@ class Communicator:
         except Exception as error:  # best effort: the peer may be gone already
             _log.info("goodbye to %s not delivered: %s", self.peer_desc, error)
 
-    def _teardown(self, error: BaseException) -> None:
+    def _started(self, stop: Callable[[], None]) -> None:
         with self._lifecycle:
-            if self._torn_down:
-                return
-            self._torn_down = True
+            self._to_stop.append(stop)
+
+    def _teardown(self, error: BaseException) -> None:
+        """Stop what was started and is not stopped yet (safe to call again, and from
+        ``initialize`` racing ``shutdown``)."""
         self._stopping.set()
+        with self._lifecycle:
+            stops, self._to_stop = self._to_stop, []
         if self._inbox is not None:
             self._inbox.close(error)
         self._ops.fail_all(error)
-        if self._monitor is not None:
-            self._monitor.stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-        if self._wire is not None:
+        for stop in stops:
             try:
-                self._wire.stop(SERVER_GRACE_S)
-            finally:
-                self._wire.link.close()
+                stop()
+            except Exception as exc:  # keep stopping the rest
+                _log.warning("stopping %s: %s", self.name, exc)
 
     def __enter__(self) -> Communicator:
         self.initialize()
@@ -313,45 +281,47 @@ class Communicator:
         with self._step_lock:
             self._check_not_closed()
             self._step += 1
-            step = self._step
-        if self._inbox is not None:
-            self._inbox.set_step(step)
-        return step
+            if self._inbox is not None:
+                self._inbox.set_step(self._step)
+            return self._step
 
     def set_step(self, step: int) -> None:
         """Jump to ``step`` (e.g. after restoring a checkpoint)."""
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise ConfigError(f"step must be a non-negative integer, not {step!r}")
+        checks.non_negative_int("step", step)
         with self._step_lock:
             self._check_not_closed()
             self._step = step
-        if self._inbox is not None:
-            self._inbox.set_step(step)
+            if self._inbox is not None:
+                self._inbox.set_step(step)
 
     # ------------------------------------------------------------------ tensors
     def send(self, name: str, array: Any, timeout_ms: int | None = None) -> None:
         """Send this step's tensor ``name``; blocks until the peer acknowledged it."""
         link, step = self._running("send"), self.step
-        self._send_tensor(link, name, step, self._as_array(name, array), timeout_ms)
+        checks.name(name)
+        self._send_tensor(link, name, step, checks.wire_array(array), timeout_ms)
 
     def send_async(self, name: str, array: Any, timeout_ms: int | None = None
                    ) -> concurrent.futures.Future[None]:
         """``send`` on the client pool; the step is the current one when called. Do not
         change ``array`` until the future is done."""
         link, step = self._running("send_async"), self.step
-        wire_array = self._as_array(name, array)
-        assert self._pool is not None
+        checks.name(name)
+        wire_array = checks.wire_array(array)
+        pool = self._pool
+        if pool is None:
+            raise self._closed()
         try:
-            return self._pool.submit(self._send_tensor, link, name, step, wire_array, timeout_ms)
+            return pool.submit(self._send_tensor, link, name, step, wire_array, timeout_ms)
         except RuntimeError:  # the pool was shut down between the check and the submit
             raise self._closed() from None
 
     def recv(self, name: str, dtype: Any = None, timeout_ms: int | None = None) -> np.ndarray:
         """The peer's tensor ``name`` of this step; blocks until it arrives."""
         self._running("recv")
-        self._check_name(name)
+        checks.name(name)
         step = self.step
-        timeout_s = self._timeout(timeout_ms)
+        timeout_s = checks.timeout_s(timeout_ms, self.default_timeout_s)
         assert self._inbox is not None
         array = self._inbox.take_tensor(name, step, self._register("recv", name, step, timeout_s),
                                         f"recv {name!r} at step {step}")
@@ -365,7 +335,7 @@ class Communicator:
     def _send_tensor(self, link: PeerLink, name: str, step: int, array: np.ndarray,
                      timeout_ms: int | None) -> None:
         self._check_not_closed()
-        timeout_s = self._timeout(timeout_ms)
+        timeout_s = checks.timeout_s(timeout_ms, self.default_timeout_s)
         pending = link.send_tensor(name, step, array, timeout_s)
         self._await(pending, "send", name, step, timeout_s)
 
@@ -373,8 +343,7 @@ class Communicator:
     def send_ckpt_version(self, version: int, timeout_ms: int | None = None) -> None:
         """Leader: tell the follower which checkpoint both restore."""
         self._only(PartyRole.LEADER, "send_ckpt_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            raise ConfigError(f"checkpoint version must be a non-negative integer: {version!r}")
+        checks.non_negative_int("checkpoint version", version)
         self._send_control(ControlKind.CHECKPOINT_VERSION, "send_ckpt_version", timeout_ms,
                            version=version)
 
@@ -388,10 +357,9 @@ class Communicator:
                           timeout_ms: int | None = None) -> None:
         """Leader: data set ``name`` (re)starts reading at this block and sample."""
         self._only(PartyRole.LEADER, "send_reader_state")
-        self._check_name(name)
-        for what, value in (("block_id", block_id), ("sample_index", sample_index)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{what} must be a non-negative integer, not {value!r}")
+        checks.name(name)
+        checks.non_negative_int("block_id", block_id)
+        checks.non_negative_int("sample_index", sample_index)
         self._send_control(ControlKind.READER_STATE, "send_reader_state", timeout_ms,
                            name=name, block_id=block_id, sample_index=sample_index)
 
@@ -399,7 +367,7 @@ class Communicator:
         """Follower: the next reader state the leader sent for ``name``, in order; None when
         the leader terminated that reader (after the states it sent before)."""
         self._only(PartyRole.FOLLOWER, "recv_reader_state")
-        self._check_name(name)
+        checks.name(name)
         control = self._recv_control(control_key(ControlKind.READER_STATE, name),
                                      "recv_reader_state", name, timeout_ms)
         if control.kind is ControlKind.TERMINATE_READER:
@@ -409,14 +377,14 @@ class Communicator:
     def terminate_reader(self, name: str, timeout_ms: int | None = None) -> None:
         """Leader: data set ``name`` is finished."""
         self._only(PartyRole.LEADER, "terminate_reader")
-        self._check_name(name)
+        checks.name(name)
         self._send_control(ControlKind.TERMINATE_READER, "terminate_reader", timeout_ms,
                            name=name)
 
     def _send_control(self, kind: ControlKind, op: str, timeout_ms: int | None,
                       **fields: Any) -> None:
         link = self._running(op)
-        timeout_s = self._timeout(timeout_ms)
+        timeout_s = checks.timeout_s(timeout_ms, self.default_timeout_s)
         # One at a time, so the follower's queues hold them in the order they were sent.
         with self._control_order:
             self._check_not_closed()
@@ -427,7 +395,7 @@ class Communicator:
     def _recv_control(self, key: tuple[str, str], op: str, name: str,
                       timeout_ms: int | None) -> Control:
         self._running(op)
-        step, timeout_s = self.step, self._timeout(timeout_ms)
+        step, timeout_s = self.step, checks.timeout_s(timeout_ms, self.default_timeout_s)
         assert self._inbox is not None
         what = f"{op} {name!r} at step {step}" if name else f"{op} at step {step}"
         return self._inbox.take_control(key, self._register(op, name, step, timeout_s), what)
@@ -490,24 +458,3 @@ class Communicator:
     def _next_seq(self) -> int:
         with self._seq_lock:
             return next(self._seq)
-
-    def _timeout(self, timeout_ms: int | None) -> float:
-        if timeout_ms is None:
-            return self.default_timeout_s
-        if not isinstance(timeout_ms, int | float) or timeout_ms <= 0:
-            raise ConfigError(f"timeout_ms must be positive, not {timeout_ms!r}")
-        return timeout_ms / 1000.0
-
-    @staticmethod
-    def _check_name(name: str) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"a tensor or reader name must be a non-empty string: {name!r}")
-
-    @staticmethod
-    def _as_array(name: str, array: Any) -> np.ndarray:
-        Communicator._check_name(name)
-        if hasattr(array, "numpy") and not isinstance(array, np.ndarray):
-            array = array.numpy()  # a TensorFlow eager tensor
-        array = np.asarray(array)
-        dtype_name(array.dtype)  # ProtocolError for what the wire cannot carry
-        return array

@@ -106,3 +106,14 @@ def resolve_tls_files(
         _log.info("TLS files of %s: certificate %s, key %s, CA bundle %s", name,
                   resolved.cert_path, resolved.key_path, resolved.ca_bundle_path)
     return resolved
+
+
+def tls_files_for(name: str, *, tls: bool, tls_files: TlsFiles | None,
+                  pki_dir: Path | str | None, settings: Any) -> TlsFiles | None:
+    """The files for mutual TLS, or None (TLS off) only when asked for, with a loud warning."""
+    if tls:
+        return resolve_tls_files(name=name, tls_files=tls_files, pki_dir=pki_dir,
+                                 settings=settings)
+    _log.warning("INSECURE: vertical communicator %s runs WITHOUT TLS: the peer is not "
+                 "authenticated and tensors travel in clear text (tls=False)", name)
+    return None

@@ -78,13 +78,30 @@ def test_a_refusal_is_fatal_at_once(change: dict, reason: str) -> None:
     while lead_end.handler is None and time.monotonic() < deadline:
         time.sleep(0.005)
     started = time.monotonic()
-    with pytest.raises(PlanMismatchError, match=reason):
+    with pytest.raises(PlanMismatchError, match=rf"^peer shop at memory:shop refused bank: "
+                                                rf"shop refused 'bank': {reason}"):
         follower.initialize()
     assert time.monotonic() - started < 0.5
     leader.shutdown("test over")
     thread.join(5)
     assert not thread.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], CommunicatorClosedError)
+
+
+def test_shutdown_while_connecting_stops_everything_at_once() -> None:
+    lead_end, _ = memory_pair()
+    leader = Communicator.over_link("leader", lead_end, name="shop", peer_name="bank",
+                                    connect_timeout_ms=10_000)
+    thread, errors = _in_thread(leader.initialize)
+    while lead_end.handler is None:
+        time.sleep(0.005)
+    started = time.monotonic()
+    leader.shutdown("operator stop")
+    thread.join(2)
+    assert time.monotonic() - started < 0.5
+    assert lead_end.handler is None  # the server was stopped
+    assert len(errors) == 1 and isinstance(errors[0], CommunicatorClosedError)
+    assert "operator stop" in str(errors[0])
 
 
 def test_recv_timeout_names_operation_name_step_and_peer(pair) -> None:
