@@ -43,6 +43,7 @@ from openfl_like.vertical.wiring import (
     Transport,
     Wire,
     default_settings,
+    split_addr,
     tls_files_for,
 )
 
@@ -89,6 +90,9 @@ class Communicator:
             raise ConfigError(f"the party and its peer have the same name {self.name!r}")
         if not session_id:
             raise ConfigError("session_id must not be empty")
+        if _transport is None:  # a bad address fails here, not at initialize
+            split_addr(local_addr, "local_addr")
+            split_addr(peer_addr, "peer_addr", any_port=False)
         self.peer_addr, self.local_addr, self.session_id = peer_addr, local_addr, session_id
         self._pki_dir, self._tls_files, self._tls = pki_dir, tls_files, tls
         self.client_threads = int(checks.positive("client_threads", client_threads))

@@ -37,9 +37,12 @@ class Transport(Protocol):
         """Start serving ``handler`` (the inbox) and open the link to the peer."""
 
 
-def split_addr(addr: str, what: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+def split_addr(addr: str, what: str, *, any_port: bool = True) -> tuple[str, int]:
+    """(host, port) of ``host:port`` / ``[v6]:port``; port 0 (any free port) only when
+    ``any_port`` (a local address, not a peer's)."""
+    host, sep, port = str(addr).rpartition(":")
+    if not sep or not host or not port.isdigit() \
+            or not (0 if any_port else 1) <= int(port) <= 65535:
         raise ConfigError(f"{what} {addr!r} is not host:port")
     return host.strip("[]"), int(port)
 
@@ -71,7 +74,6 @@ class GrpcTransport:
         from openfl_like.transport.vertical_server import VerticalPeerServer
 
         host, port = split_addr(self.local_addr, "local_addr")
-        split_addr(self.peer_addr, "peer_addr")
         common: dict[str, Any] = dict(me=self.me, peer=self.peer, session_id=self.session_id,
                                       my_role=self.my_role, tls_files=self.tls_files,
                                       settings=self.settings)
