@@ -31,6 +31,7 @@ from openfl_like.core.vertical import (
     ControlKind,
     Hello,
     PartyRole,
+    PeerGoneError,
     ReaderState,
 )
 from openfl_like.vertical import checks
@@ -172,7 +173,8 @@ class Communicator:
         max_bytes = (self._max_inbox_bytes
                      or getattr(settings, "max_inbox_bytes", None) or DEFAULT_MAX_INBOX_BYTES)
         self._inbox = Inbox(me=self.name, peer=self.peer_name, my_role=self.role,
-                            session_id=self.session_id, max_bytes=int(max_bytes), step=self.step)
+                            session_id=self.session_id, max_bytes=int(max_bytes), step=self.step,
+                            on_goodbye=self._peer_said_goodbye)
         monitor = Monitor(self._ops, self.scan_interval_s, self.peer_desc)
         self._monitor = monitor
         self._started(monitor.stop)
@@ -237,6 +239,14 @@ class Communicator:
                 backstop.cancel()
         except Exception as error:  # best effort: the peer may be gone already
             _log.info("goodbye to %s not delivered: %s", self.peer_desc, error)
+
+    def _peer_said_goodbye(self, reason: str) -> None:
+        failed = self._ops.fail_outbound(lambda op: self._gone_error(op.describe(), reason))
+        if failed:
+            _log.info("failed %d pending send(s): %s said goodbye", failed, self.peer_desc)
+
+    def _gone_error(self, what: str, reason: str) -> PeerGoneError:
+        return PeerGoneError(f"{what} failed: peer {self.peer_name} said goodbye ({reason})")
 
     def _started(self, stop: Callable[[], None]) -> None:
         with self._lifecycle:
@@ -414,10 +424,13 @@ class Communicator:
             failure.append(error)
             pending.cancel()
 
-        token = self._ops.add(op, name, step, timeout_s, fail)
+        token = self._ops.add(op, name, step, timeout_s, fail, outbound=True)
         try:
             if self._state == _CLOSED:
                 fail(self._closed())
+            elif self._inbox is not None and (gone := self._inbox.peer_gone) is not None:
+                fail(self._gone_error(f"{op} {name!r} at step {step}" if name
+                                      else f"{op} at step {step}", gone))
             pending.result()
         except Exception:
             if failure:

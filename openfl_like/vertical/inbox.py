@@ -92,6 +92,7 @@ class Inbox:
         max_bytes: int = DEFAULT_MAX_INBOX_BYTES,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         step: int = 0,
+        on_goodbye: Callable[[str], None] | None = None,
     ) -> None:
         self.me, self.peer, self.my_role, self.session_id = me, peer, my_role, session_id
         self.max_bytes, self.max_entries = max_bytes, max_entries
@@ -109,6 +110,7 @@ class Inbox:
         self._gone: str | None = None
         self._closed: BaseException | None = None
         self.hellos = 0
+        self._on_goodbye = on_goodbye
 
     # ------------------------------------------------------------------ VerticalHandler
     def on_connect(self, hello: Hello) -> None:
@@ -179,17 +181,12 @@ class Inbox:
             self._cond.notify_all()
 
     def on_control(self, control: Control) -> None:
+        if control.kind is ControlKind.GOODBYE:
+            self._goodbye(control)
+            return
         with self._cond:
-            if self._closed is not None:
-                return
-            if control.seq <= self._seen_floor or control.seq in self._seen:
-                return  # a re-send
-            if control.kind is ControlKind.GOODBYE:
-                self._remember(control.seq)
-                self._gone = control.reason or "no reason given"
-                _log.info("goodbye received from %s: %s", self.peer, self._gone)
-                self._cond.notify_all()
-                return
+            if self._closed is not None or self._seen_before(control.seq):
+                return  # shutting down, or a re-send
             if self._count() >= self.max_entries:
                 raise ResourceExhaustedError(
                     f"{self.me}'s inbox holds {self.max_entries} messages not yet received"
@@ -199,6 +196,17 @@ class Inbox:
             self._controls.setdefault(key, collections.deque()).append(control)
             self._control_count += 1
             self._cond.notify_all()
+
+    def _goodbye(self, control: Control) -> None:
+        with self._cond:
+            if self._closed is not None or self._seen_before(control.seq):
+                return
+            self._remember(control.seq)
+            self._gone = reason = control.reason or "no reason given"
+            _log.info("goodbye received from %s: %s", self.peer, reason)
+            self._cond.notify_all()
+        if self._on_goodbye is not None:  # outside the lock: it fails the pending sends
+            self._on_goodbye(reason)
 
     # ------------------------------------------------------------------ communicator side
     def set_step(self, step: int) -> None:
@@ -296,6 +304,9 @@ class Inbox:
 
     def _count(self) -> int:
         return len(self._tensors) + self._control_count
+
+    def _seen_before(self, seq: int) -> bool:
+        return seq <= self._seen_floor or seq in self._seen
 
     def _remember(self, seq: int) -> None:
         self._seen.add(seq)

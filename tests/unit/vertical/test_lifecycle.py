@@ -147,6 +147,23 @@ def test_goodbye_fails_a_waiting_recv_at_once(pair) -> None:
         follower.recv("never", timeout_ms=5_000)
 
 
+def test_goodbye_fails_a_pending_send_and_later_sends_at_once() -> None:
+    # the follower's inbox loses the 'stuck' tensor, so that send waits for its ack
+    leader, follower = make_pair(drop=lambda kind, msg: getattr(msg, "name", "") == "stuck")
+    start_both(leader, follower)
+    future = leader.send_async("stuck", np.zeros(2), timeout_ms=5_000)
+    time.sleep(0.05)
+    started = time.monotonic()
+    follower.shutdown("bank closes")
+    with pytest.raises(PeerGoneError, match=r"^send 'stuck' at step 0 failed: peer bank said "
+                                            r"goodbye \(bank closes\)$"):
+        future.result(timeout=2)
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(PeerGoneError, match="send_ckpt_version at step 0 failed: peer bank"):
+        leader.send_ckpt_version(1, timeout_ms=5_000)
+    leader.shutdown()
+
+
 def test_shutdown_fails_own_waiters_and_every_later_op(pair) -> None:
     _, follower = pair
     thread, result = _in_thread(lambda: follower.recv("x", timeout_ms=5_000))
