@@ -30,6 +30,7 @@ from openfl_like.core.vertical import (
     Control,
     ControlKind,
     Hello,
+    OperationTimeoutError,
     PartyRole,
     PeerGoneError,
     ReaderState,
@@ -337,8 +338,18 @@ class Communicator:
         step = self.step
         timeout_s = checks.timeout_s(timeout_ms, self.default_timeout_s)
         assert self._inbox is not None
-        array = self._inbox.take_tensor(name, step, self._register("recv", name, step, timeout_s),
-                                        f"recv {name!r} at step {step}")
+        try:
+            array = self._inbox.take_tensor(
+                name, step, self._register("recv", name, step, timeout_s),
+                f"recv {name!r} at step {step}")
+        except OperationTimeoutError as error:
+            held = self._inbox.held_steps(name)
+            if not held:
+                raise
+            # the classic pairing bug: both sides send the same names at different steps
+            raise OperationTimeoutError(
+                f"{error}; {name!r} is here for step(s) {', '.join(map(str, held[:5]))}: "
+                "are both parties at the same step?") from None
         if dtype is not None:
             want = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
             if array.dtype != want:

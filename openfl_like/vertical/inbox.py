@@ -250,6 +250,11 @@ class Inbox:
         with self._cond:
             return self._gone
 
+    def held_steps(self, name: str) -> list[int]:
+        """The steps for which a tensor ``name`` waits here (to explain a timeout)."""
+        with self._cond:
+            return sorted(step for held, step in self._tensors if held == name)
+
     @property
     def held_bytes(self) -> int:
         with self._cond:

@@ -116,6 +116,16 @@ def test_recv_timeout_names_operation_name_step_and_peer(pair) -> None:
     assert 0.2 <= took < 0.2 + 0.02 * 5  # within a few scan intervals (20 ms) of the deadline
 
 
+def test_a_recv_timeout_says_when_the_tensor_waits_for_another_step(pair) -> None:
+    leader, follower = pair
+    leader.set_step(3)
+    leader.send("embedding", np.zeros(1))
+    with pytest.raises(OperationTimeoutError, match=(
+            r"^recv 'embedding' at step 0 timed out after 0\.1 s \(peer shop at memory:shop\); "
+            r"'embedding' is here for step\(s\) 3: are both parties at the same step\?$")):
+        follower.recv("embedding", timeout_ms=100)
+
+
 def test_send_timeout_cancels_the_send() -> None:
     leader, follower = make_pair(drop=lambda kind, msg: getattr(msg, "name", "") == "lost")
     start_both(leader, follower)
