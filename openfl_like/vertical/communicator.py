@@ -40,6 +40,7 @@ from openfl_like.vertical.connect import connect_with_backoff
 from openfl_like.vertical.inbox import DEFAULT_MAX_INBOX_BYTES, FailCallback, Inbox, control_key
 from openfl_like.vertical.link import PeerLink, PendingSend
 from openfl_like.vertical.pending import Monitor, PendingOps
+from openfl_like.vertical.runtime import StopStack, await_send, say_goodbye
 from openfl_like.vertical.wiring import (
     GrpcTransport,
     Transport,
@@ -120,7 +121,7 @@ class Communicator:
         self._wire: Wire | None = None
         self._monitor: Monitor | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._to_stop: list[Callable[[], None]] = []  # what _teardown stops, in order
+        self._started = StopStack(self.name)  # what _teardown stops, in order
         self._closed_error: CommunicatorClosedError | None = None
 
     @classmethod
@@ -178,16 +179,16 @@ class Communicator:
                             on_goodbye=self._peer_said_goodbye)
         monitor = Monitor(self._ops, self.scan_interval_s, self.peer_desc)
         self._monitor = monitor
-        self._started(monitor.stop)
+        self._started.push(monitor.stop)
         monitor.start()
         pool = concurrent.futures.ThreadPoolExecutor(
             self.client_threads, thread_name_prefix=f"vertical-send-{self.name}")
         self._pool = pool
-        self._started(lambda: pool.shutdown(wait=False))
+        self._started.push(lambda: pool.shutdown(wait=False))
         wire = transport.start(self._inbox)
         self._wire = wire
-        self._started(lambda: wire.stop(SERVER_GRACE_S))
-        self._started(wire.link.close)
+        self._started.push(lambda: wire.stop(SERVER_GRACE_S))
+        self._started.push(wire.link.close)
         if self._stopping.is_set():  # shut down meanwhile: initialize's clean-up stops it all
             raise self._closed()
         _log.info("%s (%s) serving on %s (port %d)", self.name, self.role.value,
@@ -227,19 +228,9 @@ class Communicator:
     def _goodbye(self, reason: str) -> None:
         inbox, wire = self._inbox, self._wire
         if wire is None or (inbox is not None and inbox.peer_gone is not None):
-            return
-        try:
-            pending = wire.link.send_control(
-                Control(self._next_seq(), ControlKind.GOODBYE, reason=reason), GOODBYE_TIMEOUT_S)
-            backstop = threading.Timer(GOODBYE_TIMEOUT_S + 0.5, pending.cancel)
-            backstop.daemon = True
-            backstop.start()
-            try:
-                pending.result()
-            finally:
-                backstop.cancel()
-        except Exception as error:  # best effort: the peer may be gone already
-            _log.info("goodbye to %s not delivered: %s", self.peer_desc, error)
+            return  # nobody to tell
+        say_goodbye(wire.link, Control(self._next_seq(), ControlKind.GOODBYE, reason=reason),
+                    GOODBYE_TIMEOUT_S, self.peer_desc)
 
     def _peer_said_goodbye(self, reason: str) -> None:
         failed = self._ops.fail_outbound(lambda op: self._gone_error(op.describe(), reason))
@@ -249,24 +240,14 @@ class Communicator:
     def _gone_error(self, what: str, reason: str) -> PeerGoneError:
         return PeerGoneError(f"{what} failed: peer {self.peer_name} said goodbye ({reason})")
 
-    def _started(self, stop: Callable[[], None]) -> None:
-        with self._lifecycle:
-            self._to_stop.append(stop)
-
     def _teardown(self, error: BaseException) -> None:
         """Stop what was started and is not stopped yet (safe to call again, and from
         ``initialize`` racing ``shutdown``)."""
         self._stopping.set()
-        with self._lifecycle:
-            stops, self._to_stop = self._to_stop, []
         if self._inbox is not None:
             self._inbox.close(error)
         self._ops.fail_all(error)
-        for stop in stops:
-            try:
-                stop()
-            except Exception as exc:  # keep stopping the rest
-                _log.warning("stopping %s: %s", self.name, exc)
+        self._started.stop_all()
 
     def __enter__(self) -> Communicator:
         self.initialize()
@@ -428,29 +409,18 @@ class Communicator:
     # ------------------------------------------------------------------ helpers
     def _await(self, pending: PendingSend, op: str, name: str, step: int,
                timeout_s: float) -> None:
-        """Wait for a send's acknowledgement, registered with the monitor."""
-        failure: list[BaseException] = []
-
-        def fail(error: BaseException) -> None:
-            failure.append(error)
-            pending.cancel()
-
-        token = self._ops.add(op, name, step, timeout_s, fail, outbound=True)
-        try:
+        def failed_already() -> BaseException | None:
             if self._state == _CLOSED:
-                fail(self._closed())
-            elif self._inbox is not None and (gone := self._inbox.peer_gone) is not None:
-                fail(self._gone_error(f"{op} {name!r} at step {step}" if name
-                                      else f"{op} at step {step}", gone))
-            pending.result()
-        except Exception:
-            if failure:
-                raise failure[0] from None
-            if self._state == _CLOSED:
-                raise self._closed() from None
-            raise
-        finally:
-            self._ops.remove(token)
+                return self._closed()
+            gone = self._inbox.peer_gone if self._inbox is not None else None
+            if gone is None:
+                return None
+            return self._gone_error(f"{op} {name!r} at step {step}" if name
+                                    else f"{op} at step {step}", gone)
+
+        await_send(self._ops, pending, op=op, name=name, step=step, timeout_s=timeout_s,
+                   failed_already=failed_already,
+                   closed=lambda: self._closed() if self._state == _CLOSED else None)
 
     def _register(self, op: str, name: str, step: int,
                   timeout_s: float) -> Callable[[FailCallback], Callable[[], None]]:
