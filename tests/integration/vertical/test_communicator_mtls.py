@@ -126,7 +126,7 @@ def test_exchange_control_timeout_and_goodbye_over_mtls(pair) -> None:
             rf"^recv 'gradient' at step 1 timed out after 0\.3 s \(peer shop at "
             rf"127\.0\.0\.1:{leader.local_port}\)$")):
         follower.recv("gradient", timeout_ms=300)
-    assert time.monotonic() - started < 0.3 + 0.2
+    assert time.monotonic() - started < 0.3 + 0.5  # monitor scans every 20 ms
 
     leader.shutdown("leader done")
     with pytest.raises(PeerGoneError, match=r"peer shop said goodbye \(leader done\)"):

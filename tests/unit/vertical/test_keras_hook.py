@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from .conftest import make_pair
 
 
+@pytest.mark.keras
 def test_fit_initializes_steps_per_batch_and_shuts_down() -> None:
     from openfl_like.vertical import CommunicatorCallback
     from openfl_like.vertical.keras_hook import keras

@@ -81,7 +81,7 @@ def test_a_refusal_is_fatal_at_once(change: dict, reason: str) -> None:
     with pytest.raises(PlanMismatchError, match=rf"^peer shop at memory:shop refused bank: "
                                                 rf"shop refused 'bank': {reason}"):
         follower.initialize()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # at once, not after the 5 s timeout
     leader.shutdown("test over")
     thread.join(5)
     assert not thread.is_alive()
@@ -98,7 +98,7 @@ def test_shutdown_while_connecting_stops_everything_at_once() -> None:
     started = time.monotonic()
     leader.shutdown("operator stop")
     thread.join(2)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # at once, not after the 5 s timeout
     assert lead_end.handler is None  # the server was stopped
     assert len(errors) == 1 and isinstance(errors[0], CommunicatorClosedError)
     assert "operator stop" in str(errors[0])
@@ -113,7 +113,9 @@ def test_recv_timeout_names_operation_name_step_and_peer(pair) -> None:
     took = time.monotonic() - started
     assert str(caught.value) == ("recv 'gradient' at step 12 timed out after 0.2 s "
                                  "(peer shop at memory:shop)")
-    assert 0.2 <= took < 0.2 + 0.02 * 5  # within a few scan intervals (20 ms) of the deadline
+    # scans every 20 ms: the monitor fails it soon after the deadline (slack for a busy CI host;
+    # without the monitor it would wait forever)
+    assert 0.2 <= took < 0.2 + 0.4
 
 
 def test_a_recv_timeout_says_when_the_tensor_waits_for_another_step(pair) -> None:
@@ -147,7 +149,7 @@ def test_goodbye_fails_a_waiting_recv_at_once(pair) -> None:
     started = time.monotonic()
     leader.shutdown("leader finished its epochs")
     thread.join(2)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # at once, not after the 5 s timeout
     assert len(result) == 1 and isinstance(result[0], PeerGoneError)
     assert "peer shop said goodbye (leader finished its epochs)" in str(result[0])
     assert "recv 'gradient' at step 0" in str(result[0])
@@ -168,7 +170,7 @@ def test_goodbye_fails_a_pending_send_and_later_sends_at_once() -> None:
     with pytest.raises(PeerGoneError, match=r"^send 'stuck' at step 0 failed: peer bank said "
                                             r"goodbye \(bank closes\)$"):
         future.result(timeout=2)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # at once, not after the 5 s timeout
     with pytest.raises(PeerGoneError, match="send_ckpt_version at step 0 failed: peer bank"):
         leader.send_ckpt_version(1, timeout_ms=5_000)
     leader.shutdown()
