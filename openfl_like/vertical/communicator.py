@@ -62,7 +62,14 @@ _NEW, _CONNECTING, _RUNNING, _CLOSED = "new", "connecting", "running", "closed"
 
 
 class Communicator:
-    """One party of a vertical pair. Thread-safe; ``send``/``recv`` use the current step."""
+    """One party of a vertical pair. Thread-safe; ``send``/``recv`` use the current step.
+
+    Every blocking call takes ``timeout_ms`` (default ``default_timeout_ms``) and fails with
+    ``OperationTimeoutError`` naming the operation, the name, the step and the peer; after the
+    peer's goodbye, what has not arrived fails at once with ``PeerGoneError``; after
+    ``shutdown`` every call raises ``CommunicatorClosedError``. Only the leader sends the
+    checkpoint version and reader states, only the follower receives them (``ConfigError``).
+    """
 
     def __init__(
         self,
@@ -119,7 +126,6 @@ class Communicator:
         self._ops = PendingOps()
         self._inbox: Inbox | None = None
         self._wire: Wire | None = None
-        self._monitor: Monitor | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._started = StopStack(self.name)  # what _teardown stops, in order
         self._closed_error: CommunicatorClosedError | None = None
@@ -130,6 +136,10 @@ class Communicator:
         """A communicator over an injected transport (``memory_link.memory_pair()`` in tests)."""
         return cls(federal_role, f"memory:{peer_name}", "memory", name=name,
                    peer_name=peer_name, session_id=session_id, _transport=transport, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"Communicator({self.name} as {self.role.value}, {self.peer_desc}, "
+                f"step {self.step}, {self._state})")
 
     # ------------------------------------------------------------------ lifecycle
     def initialize(self) -> None:
@@ -178,7 +188,6 @@ class Communicator:
                             session_id=self.session_id, max_bytes=int(max_bytes), step=self.step,
                             on_goodbye=self._peer_said_goodbye)
         monitor = Monitor(self._ops, self.scan_interval_s, self.peer_desc)
-        self._monitor = monitor
         self._started.push(monitor.stop)
         monitor.start()
         pool = concurrent.futures.ThreadPoolExecutor(
