@@ -1,6 +1,6 @@
 """Two Communicators over real mutual TLS on 127.0.0.1, certificates from our own PKI: tensors
 both ways (one chunked), control messages, a timeout naming the operation, goodbye, and a peer
-whose certificate comes from another CA refused at once."""
+whose certificate comes from another CA never let in."""
 
 from __future__ import annotations
 
