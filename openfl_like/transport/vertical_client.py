@@ -262,8 +262,11 @@ class VerticalPeerClient:
                 f"{self.settings.client_max_send_bytes} bytes (FX_VERTICAL_CLIENT_MAX_SEND_BYTES),"
                 f" the peer's to receive its FX_VERTICAL_SERVER_MAX_RECV_BYTES")
         if code is grpc.StatusCode.UNAVAILABLE:
-            return ConnectionFailedError(
-                f"{what}: {describe_failure(error, self.peer_addr, server=f'peer {self.peer}')}")
+            described = describe_failure(error, self.peer_addr, server=f"peer {self.peer}")
+            if _is_untrusted_certificate(details):
+                # Another CA (or an expired certificate) does not heal on retry: fatal at once.
+                return AuthError(f"{what}: {described}")
+            return ConnectionFailedError(f"{what}: {described}")
         return error_from_rpc(error, what=what)
 
     def retryable(self, error: grpc.RpcError) -> bool:
@@ -271,7 +274,13 @@ class VerticalPeerClient:
         if code not in RETRIED_CODES or is_hostname_mismatch(error) or self.closed:
             return False
         details = (error.details() if hasattr(error, "details") else "") or ""
-        return not is_oversize(details)
+        return not is_oversize(details) and not _is_untrusted_certificate(details)
+
+
+def _is_untrusted_certificate(details: str) -> bool:
+    """grpc's UNAVAILABLE for a peer certificate that does not verify against our CA bundle."""
+    text = details.lower()
+    return "certificate_verify_failed" in text or "certificate verify failed" in text
 
 
 @dataclass(frozen=True)

@@ -14,21 +14,16 @@ import numpy as np
 import pytest
 
 from openfl_like.app.local_run import free_port
-from openfl_like.core.errors import ConnectionFailedError, OpenflLikeError
+from openfl_like.core.errors import AuthError, OpenflLikeError
 from openfl_like.core.ids import Role
 from openfl_like.core.vertical import (
-    CommunicatorClosedError,
     OperationTimeoutError,
     PeerGoneError,
     ReaderState,
 )
 from openfl_like.pki import CertificateAuthority, PkiStore
+from openfl_like.transport.vertical_settings import VerticalTransportSettings
 from openfl_like.vertical import Communicator
-
-# The transport lands on its own branch; until both are merged this file skips (after the
-# merge the import always succeeds, so nothing is skipped on main).
-VerticalTransportSettings = pytest.importorskip(
-    "openfl_like.transport.vertical_settings").VerticalTransportSettings
 
 HOSTS = ["localhost", "127.0.0.1"]
 
@@ -133,18 +128,28 @@ def test_exchange_control_timeout_and_goodbye_over_mtls(pair) -> None:
         follower.recv("gradient", timeout_ms=5_000)
 
 
-def test_a_peer_from_another_ca_is_refused(pki_dirs: tuple[Path, Path]) -> None:
-    """Neither side trusts the other's certificate: the handshake fails (UNAVAILABLE, retried
-    until the connect deadline, as a peer restarting with new certificates may come back)."""
+def test_a_peer_from_another_ca_is_refused_at_once(pki_dirs: tuple[Path, Path]) -> None:
+    """Neither side trusts the other's certificate. The first side whose handshake reaches the
+    other fails on certificate verification, which no retry can heal: an AuthError at once, not
+    after its connect window. (The other side may then find nobody listening and retry until
+    its own window closes: from there it cannot tell a refusing peer from a down one.)"""
     main, other = pki_dirs
     leader, follower = _connect(other, main)  # the leader's 'shop' comes from another CA
-    leader.connect_timeout_s = 0.6
+    leader.connect_timeout_s = 3.0
+    started = time.monotonic()
+    leader_error: OpenflLikeError | None = None
     try:
-        with pytest.raises(ConnectionFailedError, match=(
-                r"shop could not connect to peer bank at 127\.0\.0\.1:\d+ within 0\.6 s "
-                r"\(\d+ attempts\): .*TLS handshake")):
+        try:
             leader.initialize()
+        except OpenflLikeError as error:
+            leader_error = error
+        follower_error = follower.join()
     finally:
         leader.shutdown()
         follower.comm.shutdown()
-    assert isinstance(follower.join(), CommunicatorClosedError)  # it never got in either
+    errors = [leader_error, follower_error]
+    refusals = [e for e in errors if isinstance(e, AuthError)]
+    assert refusals, errors
+    assert "did not verify against our CA bundle" in str(refusals[0])
+    assert all(e is not None for e in errors), errors  # neither got in
+    assert time.monotonic() - started < 10
