@@ -39,9 +39,24 @@ class Outcome:
         self.halves: dict[PartyRole, Any] = {}
 
 
+def _numpy_halves(plan: VerticalPlan) -> Callable[[PartyRole, int], Any]:
+    def make(role: PartyRole, features: int) -> Any:
+        if role is PartyRole.LEADER:
+            return NumpyLeader(features, plan.model.embedding_dim)
+        return NumpyFollower(features, plan.model.embedding_dim)
+
+    return make
+
+
 def run_pair(plan: VerticalPlan, root: Path, *,
              data: dict[PartyRole, PartyData] | None = None,
              stop: dict[PartyRole, Callable[[], None]] | None = None) -> Outcome:
+    return run_pair_with(plan, root, _numpy_halves(plan), data=data, stop=stop)
+
+
+def run_pair_with(plan: VerticalPlan, root: Path, halves: Callable[[PartyRole, int], Any], *,
+                  data: dict[PartyRole, PartyData] | None = None,
+                  stop: dict[PartyRole, Callable[[], None]] | None = None) -> Outcome:
     """Both parties in two threads, each shutting its communicator down at its end."""
     leader_comm, follower_comm = make_pair()
     start_both(leader_comm, follower_comm)
@@ -49,9 +64,7 @@ def run_pair(plan: VerticalPlan, root: Path, *,
 
     def party(role: PartyRole, comm: Any) -> None:
         own = (data or {}).get(role) or load_party_data(plan, role)
-        half: Any = (NumpyLeader(own.num_features, plan.model.embedding_dim)
-                     if role is PartyRole.LEADER
-                     else NumpyFollower(own.num_features, plan.model.embedding_dim))
+        half = halves(role, own.num_features)
         outcome.halves[role] = half
         store = CheckpointStore(root / plan.party(role).name, keep=plan.checkpoint.keep)
         training = PartyTraining(plan, role, comm, own, half, store,
@@ -70,7 +83,7 @@ def run_pair(plan: VerticalPlan, root: Path, *,
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(30)
+        thread.join(60)
     assert not any(t.is_alive() for t in threads), "a party hangs"
     return outcome
 
