@@ -80,10 +80,14 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     health: HealthState | None = None,
+    options: Sequence[tuple[str, int | str]] | None = None,
+    maximum_concurrent_rpcs: int | None = None,
 ) -> RunningServer:
     """Bind and start; ``port=0`` picks a free port (see ``RunningServer.port``).
 
-    ``health``: also serve grpc.health.v1 from it (same port, same mutual TLS).
+    ``health``: also serve grpc.health.v1 from it (same port, same mutual TLS). ``options``
+    replaces :func:`server_options` (a server with its own limits); ``maximum_concurrent_rpcs``
+    bounds running plus queued calls (grpc refuses more with RESOURCE_EXHAUSTED).
     """
     if credentials is None and settings.tls:
         raise ConfigError("TLS is on but no server credentials were given")
@@ -93,7 +97,8 @@ def start_server(
             max_workers=settings.server_workers, thread_name_prefix="fx-grpc"
         ),
         handlers=handlers,
-        options=server_options(settings),
+        options=list(options) if options is not None else server_options(settings),
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
     if health is not None:
         health.add_to(server)

@@ -1,0 +1,144 @@
+"""The VerticalPeer service's methods (``vertical.proto``) and the tensor messages' wire bytes.
+
+Built like :mod:`.service` (the aggregator's table; a test checks this one against the proto).
+Every request reaches the server as raw bytes and is parsed by the servicer after the caller's
+certificate was checked (the reason is in :mod:`.service`'s docstring): garbage becomes
+INVALID_ARGUMENT with a reason and leaves nothing behind.
+
+The two tensor messages (``TensorPut``, ``TensorPiece``) are encoded and decoded by hand,
+byte-for-byte as protobuf does (a test compares with the generated classes), as
+:mod:`.wire` does for the aggregator's streams: the sender copies the tensor's bytes once, into
+the message; the receiver wraps a ``TensorPut``'s bytes without copying them (``np.frombuffer``
+over the received message) and copies a ``TensorPiece``'s once, into the tensor's buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from openfl_like.core.errors import ProtocolError
+from openfl_like.protocol import base_pb2
+from openfl_like.protocol import vertical_pb2 as pb
+from openfl_like.protocol.chunking import Chunk
+from openfl_like.protocol.service import STREAM_UNARY, Rpc, message_rpc
+
+# the generated-format primitives, shared with the aggregator's stream encoding
+from openfl_like.protocol.wire import _fields, _key, _Malformed, _varint
+
+VERTICAL_SERVICE = "openfl_like.v1.VerticalPeer"
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _rpc(name: str, request: object) -> Rpc:
+    return message_rpc(name, request, pb.PeerReply, service=VERTICAL_SERVICE)
+
+
+VERTICAL_RPCS: dict[str, Rpc] = {
+    rpc.name: rpc
+    for rpc in (
+        _rpc("Connect", pb.ConnectRequest),
+        # tensor messages: the client sends bytes of encode_put/encode_piece; the server
+        # parses them with decode_put/decode_piece after the certificate check
+        Rpc("PutTensor", "unary_unary", _identity, _identity,
+            pb.PeerReply.SerializeToString, pb.PeerReply.FromString,
+            service=VERTICAL_SERVICE),
+        Rpc("StreamTensor", STREAM_UNARY, _identity, _identity,
+            pb.PeerReply.SerializeToString, pb.PeerReply.FromString,
+            service=VERTICAL_SERVICE),
+        _rpc("PutControl", pb.ControlMessage),
+    )
+}  # fmt: skip
+
+# field numbers, as in vertical.proto / base.proto
+_HEADER = 1
+_PUT_META, _PUT_DATA = 2, 3
+_PIECE_CHUNK = 2
+_CHUNK_META, _CHUNK_DATA = 1, 2
+
+
+@dataclass(frozen=True)
+class TensorMessage:
+    """A decoded ``TensorPut`` or ``TensorPiece``: header and meta when present, and the bytes
+    (a view into the received message)."""
+
+    header: pb.PeerHeader | None
+    meta: base_pb2.TensorMeta | None
+    data: memoryview | bytes
+
+    @property
+    def chunk(self) -> Chunk:
+        return Chunk(self.data, self.meta)
+
+
+def _field(number: int, payload: bytes | memoryview) -> list[bytes | memoryview]:
+    return [_key(number), _varint(len(payload)), payload]
+
+
+def encode_put(header: bytes, meta: base_pb2.TensorMeta, data: bytes | memoryview) -> bytes:
+    """Wire bytes of a ``TensorPut`` (``header``: a serialized PeerHeader)."""
+    parts = _field(_HEADER, header) + _field(_PUT_META, meta.SerializeToString())
+    if len(data):
+        parts += _field(_PUT_DATA, data)
+    return b"".join(parts)  # the one copy of the tensor's bytes on the sending side
+
+
+def encode_piece(header: bytes | None, meta: base_pb2.TensorMeta | None,
+                 data: bytes | memoryview) -> bytes:
+    """Wire bytes of a ``TensorPiece`` (header and meta on the first piece only)."""
+    inner: list[bytes | memoryview] = []
+    if meta is not None:
+        inner += _field(_CHUNK_META, meta.SerializeToString())
+    if len(data):
+        inner += _field(_CHUNK_DATA, data)
+    parts: list[bytes | memoryview] = _field(_HEADER, header) if header is not None else []
+    parts += [_key(_PIECE_CHUNK), _varint(sum(len(p) for p in inner)), *inner]
+    return b"".join(parts)
+
+
+def _decode_chunk(buf: memoryview) -> tuple[base_pb2.TensorMeta | None, memoryview | bytes]:
+    meta: base_pb2.TensorMeta | None = None
+    data: memoryview | bytes = b""
+    for number, payload in _fields(buf):
+        if payload is None:
+            continue
+        if number == _CHUNK_META:
+            meta = base_pb2.TensorMeta.FromString(bytes(payload))
+        elif number == _CHUNK_DATA:
+            data = payload
+    return meta, data
+
+
+def _decode(raw: bytes, what: str, *, piece: bool) -> TensorMessage:
+    header: pb.PeerHeader | None = None
+    meta: base_pb2.TensorMeta | None = None
+    data: memoryview | bytes = b""
+    try:
+        for number, payload in _fields(memoryview(raw)):
+            if payload is None:
+                continue
+            if number == _HEADER:
+                header = pb.PeerHeader.FromString(bytes(payload))
+            elif piece and number == _PIECE_CHUNK:
+                meta, data = _decode_chunk(payload)
+            elif not piece and number == _PUT_META:
+                meta = base_pb2.TensorMeta.FromString(bytes(payload))
+            elif not piece and number == _PUT_DATA:
+                data = payload
+    except (_Malformed, DecodeError) as exc:
+        raise ProtocolError(f"{what}: malformed request ({exc})") from None
+    return TensorMessage(header, meta, data)
+
+
+def decode_put(raw: bytes) -> TensorMessage:
+    """Parse a ``TensorPut``; ProtocolError (INVALID_ARGUMENT) when malformed."""
+    return _decode(raw, "PutTensor", piece=False)
+
+
+def decode_piece(raw: bytes) -> TensorMessage:
+    """Parse a ``TensorPiece``; ProtocolError (INVALID_ARGUMENT) when malformed."""
+    return _decode(raw, "StreamTensor", piece=True)

@@ -1,0 +1,398 @@
+"""VerticalPeerClient: one vertical party's wire to its peer's server (implements the
+communicator's ``vertical.link.PeerLink``).
+
+One channel, mutual TLS with our PKI; the peer's server certificate must name the host dialled,
+or ``target_name_override`` when set (``grpc.ssl_target_name_override``, only then). A
+certificate that names neither is a ``ConfigError`` at once, naming both (``hostname``).
+
+Sends: a tensor of at most ``chunk_bytes`` is one ``PutTensor`` call, issued at once as a grpc
+future (the per-step fast path: no thread of ours in between); a larger one is a
+``StreamTensor`` call of ``chunk_bytes`` pieces, sliced from the array (views) and copied once
+into each message. Each send returns a :class:`PendingSend`:
+
+- ``result()`` blocks until the peer acknowledged, checks the reply's header (from the peer we
+  dialled, to us, in our session, from the peer's role), and raises the project error of a
+  refusal (``status.error_from_rpc``: ``AuthError``, ``PermissionDeniedError``,
+  ``PlanMismatchError``, ``ProtocolError``...). UNAVAILABLE (peer down, restarting) and
+  RESOURCE_EXHAUSTED (its stream cap) are retried with backoff within the send's timeout; the
+  retries run in the thread waiting in ``result()`` (the communicator always waits). Past the
+  timeout: ``OperationTimeoutError`` naming the operation, tensor, step and peer.
+- ``cancel()`` abandons the send: ``result()`` raises ``SendCancelledError`` at once (a
+  ``ConnectionFailedError``); a send that has already succeeded stays successful.
+- ``close()`` closes the channel; pending sends then raise ``SendCancelledError``, and new ones
+  are refused with it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+
+from openfl_like.core.errors import (
+    AuthError,
+    ConfigError,
+    ConnectionFailedError,
+    OpenflLikeError,
+    PlanMismatchError,
+    ProtocolError,
+)
+from openfl_like.core.logging import get_logger
+from openfl_like.core.messages import NamedTensor
+from openfl_like.core.vertical import Control, Hello, OperationTimeoutError, PartyRole
+from openfl_like.protocol import vertical_pb2 as pb
+from openfl_like.protocol.chunking import meta_of, split_bytes
+from openfl_like.protocol.codec import TensorLayout
+from openfl_like.protocol.vertical_convert import control_to_pb, header_pb, hello_to_pb
+from openfl_like.protocol.vertical_service import VERTICAL_RPCS, encode_piece, encode_put
+from openfl_like.transport.aggregator_client import describe_failure
+from openfl_like.transport.credentials import TlsFiles, channel_credentials
+from openfl_like.transport.hostname import hostname_mismatch_error, is_hostname_mismatch
+from openfl_like.transport.server import INSECURE_WARNING
+from openfl_like.transport.status import error_from_rpc
+from openfl_like.transport.vertical_settings import VerticalTransportSettings
+
+_log = get_logger(__name__)
+
+_RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+_OVERSIZE = ("larger than max", "message too large")  # grpc's own limit: never passes later
+
+
+class SendCancelledError(ConnectionFailedError):
+    """A send abandoned by ``PendingSend.cancel()``, or by closing the link."""
+
+    code = "cancelled"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ConfigError naming the address."""
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"peer address {address!r}: expected host:port")
+    return host, int(port)
+
+
+def channel_options(settings: VerticalTransportSettings) -> list[tuple[str, int | str]]:
+    backoff_ms = int(settings.retry_initial_seconds * 1000)
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_send_message_length", settings.client_max_send_bytes),
+        ("grpc.max_receive_message_length", settings.client_max_recv_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_seconds * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # reconnect quickly when the peer comes (back) up; our retries bound the total time
+        ("grpc.initial_reconnect_backoff_ms", backoff_ms),
+        ("grpc.min_reconnect_backoff_ms", backoff_ms),
+        ("grpc.max_reconnect_backoff_ms", int(settings.retry_max_seconds * 1000)),
+    ]
+    if settings.target_name_override:
+        options.append(("grpc.ssl_target_name_override", settings.target_name_override))
+    return options
+
+
+class VerticalPeerClient:
+    """Sends to one peer party; see the module docstring."""
+
+    def __init__(
+        self,
+        peer_addr: str,
+        *,
+        me: str,
+        peer: str,
+        session_id: str,
+        my_role: PartyRole,
+        tls_files: TlsFiles | None,
+        settings: VerticalTransportSettings | None = None,
+        client_threads: int = 2,
+    ) -> None:
+        self.settings = settings or VerticalTransportSettings()
+        self.peer_addr = peer_addr
+        self._host, self._port = split_address(peer_addr)
+        self.me, self.peer, self.session_id = me, peer, session_id
+        self.my_role = PartyRole(my_role)
+        # how many sends the caller runs at once (its pool); grpc multiplexes them on one
+        # channel, so the client itself needs no threads
+        self.client_threads = client_threads
+        self._tls_files = self.settings.tls_files(tls_files) if tls_files is not None else None
+        self._header = header_pb(me, peer, session_id, self.my_role)
+        self._header_bytes = self._header.SerializeToString()
+        options = channel_options(self.settings)
+        if self._tls_files is None:
+            _log.warning("vertical link to %s: %s", peer, INSECURE_WARNING)
+            self._channel = grpc.insecure_channel(peer_addr, options=options)
+        else:
+            self._channel = grpc.secure_channel(
+                peer_addr, channel_credentials(self._tls_files), options)
+        self._closed = False
+        reply = pb.PeerReply.FromString
+        self._connect = self._channel.unary_unary(
+            VERTICAL_RPCS["Connect"].path, request_serializer=None, response_deserializer=reply)
+        self._put = self._channel.unary_unary(
+            VERTICAL_RPCS["PutTensor"].path, request_serializer=None,
+            response_deserializer=reply)
+        self._stream = self._channel.stream_unary(
+            VERTICAL_RPCS["StreamTensor"].path, request_serializer=None,
+            response_deserializer=reply)
+        self._control = self._channel.unary_unary(
+            VERTICAL_RPCS["PutControl"].path, request_serializer=None,
+            response_deserializer=reply)
+
+    # -- PeerLink --------------------------------------------------------------------------
+
+    def connect(self, hello: Hello, timeout_s: float) -> None:
+        """One Connect call. ``ConnectionFailedError`` when the peer is not up (the caller
+        retries); ``ConfigError`` when its certificate does not name the host dialled; the
+        project error of its refusal (``PlanMismatchError``, ``AuthError``...) otherwise."""
+        self._check_open("connect")
+        request = hello_to_pb(hello).SerializeToString()
+        try:
+            reply = self._connect(request, timeout=timeout_s)
+        except grpc.RpcError as error:
+            raise self.error_of(error, "connect") from None
+        self._check_reply(reply, "connect")
+
+    def send_tensor(self, name: str, step: int, array: np.ndarray, timeout_s: float
+                    ) -> PendingSend:
+        """One ``PutTensor`` when the tensor fits in ``chunk_bytes``, else a stream."""
+        layout, view = TensorLayout.of(NamedTensor(name, np.asarray(array), int(step)))
+        if layout.nbytes <= self.settings.chunk_bytes:
+            return self._put_tensor(layout, view, timeout_s)
+        return self._stream_tensor(layout, view, timeout_s)
+
+    def put_tensor(self, name: str, step: int, array: np.ndarray, timeout_s: float
+                   ) -> PendingSend:
+        """Send as one ``PutTensor`` message, whatever its size (the peer's message limit
+        applies)."""
+        layout, view = TensorLayout.of(NamedTensor(name, np.asarray(array), int(step)))
+        return self._put_tensor(layout, view, timeout_s)
+
+    def stream_tensor(self, name: str, step: int, array: np.ndarray, timeout_s: float
+                      ) -> PendingSend:
+        """Send as a ``StreamTensor`` of ``chunk_bytes`` pieces, whatever its size."""
+        layout, view = TensorLayout.of(NamedTensor(name, np.asarray(array), int(step)))
+        return self._stream_tensor(layout, view, timeout_s)
+
+    def send_control(self, control: Control, timeout_s: float) -> PendingSend:
+        request = control_to_pb(control, self._header).SerializeToString()
+        what = f"send {control.kind.value} #{control.seq}"
+        return self._pending(what, timeout_s,
+                             lambda remaining: self._control.future(request, timeout=remaining))
+
+    def close(self) -> None:
+        """Close the channel: pending sends fail with SendCancelledError, new ones too."""
+        self._closed = True
+        self._channel.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _put_tensor(self, layout: TensorLayout, view: memoryview, timeout_s: float
+                    ) -> PendingSend:
+        request = encode_put(self._header_bytes, meta_of(layout), view)
+        return self._pending(
+            f"send {layout.name!r} at step {layout.round_number}", timeout_s,
+            lambda remaining: self._put.future(request, timeout=remaining))
+
+    def _stream_tensor(self, layout: TensorLayout, view: memoryview, timeout_s: float
+                       ) -> PendingSend:
+        meta = meta_of(layout)
+        chunk = self.settings.chunk_bytes
+        header = self._header_bytes
+
+        def pieces() -> Iterator[bytes]:  # a fresh generator per attempt: a retry re-sends all
+            slices = split_bytes(view, chunk) if len(view) else iter((b"",))
+            for index, piece in enumerate(slices):
+                yield encode_piece(header, meta, piece) if index == 0 \
+                    else encode_piece(None, None, piece)
+
+        return self._pending(
+            f"send {layout.name!r} at step {layout.round_number}", timeout_s,
+            lambda remaining: self._stream.future(pieces(), timeout=remaining))
+
+    def _pending(self, what: str, timeout_s: float,
+                 issue: Callable[[float], grpc.Future]) -> PendingSend:
+        self._check_open(what)
+        return PendingSend(self, what, timeout_s, issue)
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise SendCancelledError(f"{what}: the link to peer {self.peer} is closed")
+
+    def _check_reply(self, reply: pb.PeerReply, what: str) -> None:
+        """The reply comes from the peer we dialled, to us, in our session, from its role."""
+        header = reply.header if reply.HasField("header") else None
+        if header is None or not header.sender:
+            raise ProtocolError(f"{what}: the peer's reply has no header")
+        if header.sender != self.peer:
+            raise AuthError(f"{what}: the reply comes from {header.sender!r}, not from the "
+                            f"peer {self.peer!r} we dialled at {self.peer_addr}")
+        if header.receiver != self.me:
+            raise AuthError(f"{what}: the reply is addressed to {header.receiver!r}, not to "
+                            f"us ({self.me!r})")
+        if header.session_id != self.session_id:
+            raise PlanMismatchError(f"{what}: the peer is in session {header.session_id!r}, "
+                                    f"we are in {self.session_id!r}")
+        if header.sender_role != self.my_role.peer.value:
+            raise PlanMismatchError(f"{what}: the peer is the {header.sender_role or '(none)'}"
+                                    f", we are the {self.my_role.value}")
+
+    def error_of(self, error: grpc.RpcError, what: str) -> OpenflLikeError:
+        """The project error for a failed call (see the module docstring)."""
+        code = error.code() if hasattr(error, "code") else None
+        if is_hostname_mismatch(error):
+            return hostname_mismatch_error(
+                error, what=what, server=f"peer {self.peer}", host=self._host, port=self._port,
+                dialled=self.settings.target_name_override or self._host,
+                tls_files=self._tls_files)
+        if code is grpc.StatusCode.CANCELLED and self._closed:
+            return SendCancelledError(f"{what}: the link to peer {self.peer} was closed")
+        if code is grpc.StatusCode.UNAVAILABLE:
+            return ConnectionFailedError(
+                f"{what}: {describe_failure(error, self.peer_addr, server=f'peer {self.peer}')}")
+        return error_from_rpc(error, what=what)
+
+    def retryable(self, error: grpc.RpcError) -> bool:
+        code = error.code() if hasattr(error, "code") else None
+        if code not in _RETRIED or is_hostname_mismatch(error) or self._closed:
+            return False
+        details = (error.details() if hasattr(error, "details") else "") or ""
+        return not any(marker in details.lower() for marker in _OVERSIZE)
+
+
+class PendingSend:
+    """One send in flight (``vertical.link.PendingSend``); see the module docstring."""
+
+    def __init__(self, client: VerticalPeerClient, what: str, timeout_s: float,
+                 issue: Callable[[float], grpc.Future]) -> None:
+        self._client = client
+        self._what = what
+        self._timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        self._issue = issue
+        self._lock = threading.Lock()
+        self._cancelled = threading.Event()  # also wakes a backoff wait
+        self._outcome: tuple[OpenflLikeError | None] | None = None
+        self._attempts = 1
+        self._future: grpc.Future = issue(max(timeout_s, 0.0))
+
+    def done(self) -> bool:
+        if self._outcome is not None or self._cancelled.is_set():
+            return True
+        future = self._future
+        if not future.done():
+            return False
+        if future.cancelled():
+            return True
+        error = future.exception()
+        return not (isinstance(error, grpc.RpcError) and self._will_retry(error))
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._outcome is not None:
+                return
+            future = self._future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                return  # acknowledged already: stays a success
+            self._cancelled.set()
+        future.cancel()
+
+    def result(self) -> None:
+        while self._outcome is None:
+            if self._cancelled.is_set():
+                raise self._cancelled_error()
+            future = self._future
+            final: OpenflLikeError | None = None
+            try:
+                reply = future.result()
+            except grpc.FutureCancelledError:
+                final = self._cancelled_error()
+            except grpc.RpcError as error:
+                if self._cancelled.is_set():
+                    final = self._cancelled_error()
+                elif self._will_retry(error):
+                    self._retry(future, error)
+                    continue
+                else:
+                    final = self._final_error(error)
+            else:
+                try:
+                    self._client._check_reply(reply, self._what)
+                except OpenflLikeError as error:
+                    final = error
+            self._finish(final)
+        self._raise_outcome()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _remaining(self) -> float:
+        return self._deadline - time.monotonic()
+
+    def _will_retry(self, error: grpc.RpcError) -> bool:
+        return self._client.retryable(error) and self._remaining() > 0.001
+
+    def _retry(self, failed: Any, error: grpc.RpcError) -> None:
+        settings = self._client.settings
+        cap = min(settings.retry_max_seconds,
+                  settings.retry_initial_seconds * 2 ** (self._attempts - 1))
+        wait = min(random.uniform(cap / 2, cap), max(self._remaining(), 0.0))  # noqa: S311
+        _log.debug("%s: %s; retry %d in %.2f s", self._what, error.code(), self._attempts, wait)
+        if self._cancelled.wait(wait):
+            raise self._cancelled_error()
+        with self._lock:
+            if self._cancelled.is_set():
+                raise self._cancelled_error()
+            if self._future is failed:  # another waiter may have re-issued already
+                remaining = self._remaining()
+                if remaining <= 0:
+                    self._outcome = (self._timed_out(error),)
+                    return
+                try:
+                    self._future = self._issue(remaining)
+                except ValueError:  # grpc: the channel was closed meanwhile
+                    raise self._cancelled_error() from None
+                self._attempts += 1
+
+    def _final_error(self, error: grpc.RpcError) -> OpenflLikeError:
+        code = error.code() if hasattr(error, "code") else None
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED or (
+                code in _RETRIED and self._remaining() <= 0.001
+                and not is_hostname_mismatch(error)):
+            return self._timed_out(error)
+        return self._client.error_of(error, self._what)
+
+    def _timed_out(self, last: grpc.RpcError) -> OpenflLikeError:
+        client = self._client
+        code = last.code() if hasattr(last, "code") else None
+        why = "" if code is grpc.StatusCode.DEADLINE_EXCEEDED else \
+            f"; last: {describe_failure(last, client.peer_addr, server=f'peer {client.peer}')}"
+        return OperationTimeoutError(
+            f"{self._what} timed out after {self._timeout_s:g} s (peer {client.peer} at "
+            f"{client.peer_addr}, {self._attempts} attempt(s){why})")
+
+    def _cancelled_error(self) -> SendCancelledError:
+        if not self._cancelled.is_set():
+            return SendCancelledError(f"{self._what}: the link to peer {self._client.peer} "
+                                      f"was closed")
+        return SendCancelledError(f"{self._what} cancelled (peer {self._client.peer} at "
+                                  f"{self._client.peer_addr})")
+
+    def _finish(self, error: OpenflLikeError | None) -> None:
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = (error,)
+
+    def _raise_outcome(self) -> None:
+        assert self._outcome is not None
+        error = self._outcome[0]
+        if error is not None:
+            raise error
+
+
+__all__ = ["PendingSend", "SendCancelledError", "VerticalPeerClient", "channel_options",
+           "split_address"]
