@@ -8,6 +8,9 @@ One training step: the follower computes its embedding under a ``GradientTape`` 
 the leader computes the loss on (its features, the received embedding) with the embedding
 *watched*, applies the gradients of its own variables and sends back dL/d(embedding); the
 follower finishes its backward pass with ``tape.gradient(e, vars, output_gradients=g)``.
+Both steps are ``tf.function`` graphs (eager Keras costs ~10x more per step); the follower's
+graph recomputes the embedding under its tape, which is exact for a bottom model without
+randomness (no dropout).
 
 Initial weights come from the seed; with TensorFlow's op determinism (set by the Keras runner
 module that imports TensorFlow quietly) a run is reproducible on one machine, so a pair that
@@ -94,28 +97,47 @@ class FollowerHalf(_Half):
             keras.layers.Dense(settings.embedding_dim, activation="tanh", name="bottom"),
         ], name="follower_bottom")
         self._init_optimizer(settings)
-        self._pending: tuple[Any, Any] | None = None
+        self._pending: tuple[np.ndarray, tuple[int, ...]] | None = None
+        self._compile(num_features, settings.embedding_dim)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """The embedding of a training batch; keeps the tape for :meth:`backward`."""
-        with tf.GradientTape() as tape:
-            embedding = self.model(tf.convert_to_tensor(x), training=True)
-        self._pending = (tape, embedding)
+        """The embedding of a training batch (kept with its input for :meth:`backward`)."""
+        embedding = self._embed(tf.convert_to_tensor(x, tf.float32))
+        self._pending = (x, tuple(embedding.shape))
         return np.asarray(embedding.numpy(), dtype=np.float32)
 
     def backward(self, gradient: np.ndarray) -> None:
         """Apply dL/d(embedding) from the leader to this half's variables."""
         if self._pending is None:
             raise RuntimeError("backward() without a forward()")
-        tape, embedding = self._pending
+        x, shape = self._pending
         self._pending = None
-        if gradient.shape != tuple(embedding.shape):
+        if gradient.shape != shape:
             raise DataError(f"the leader's gradient has shape {gradient.shape}, the embedding "
-                            f"{tuple(embedding.shape)}")
-        variables = self.model.trainable_variables
-        grads = tape.gradient(embedding, variables,
-                              output_gradients=tf.convert_to_tensor(gradient, embedding.dtype))
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+                            f"{shape}")
+        self._backward(tf.convert_to_tensor(x, tf.float32),
+                       tf.convert_to_tensor(gradient, tf.float32))
+
+    def _compile(self, num_features: int, dim: int) -> None:
+        """Graph functions (an eager step costs ~10x more). The backward pass recomputes the
+        forward under its tape: the bottom model is deterministic (no dropout), so this is
+        the tape of the embedding that was sent."""
+        model, optimizer = self.model, self.optimizer
+
+        @tf.function(input_signature=[tf.TensorSpec((None, num_features), tf.float32)])
+        def embed(x: Any) -> Any:
+            return model(x, training=True)
+
+        @tf.function(input_signature=[tf.TensorSpec((None, num_features), tf.float32),
+                                      tf.TensorSpec((None, dim), tf.float32)])
+        def backward(x: Any, gradient: Any) -> None:
+            with tf.GradientTape() as tape:
+                embedding = model(x, training=True)
+            variables = model.trainable_variables
+            grads = tape.gradient(embedding, variables, output_gradients=gradient)
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
+
+        self._embed, self._backward = embed, backward
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Inference: the embedding of an evaluation batch."""
@@ -141,6 +163,7 @@ class LeaderHalf(_Half):
         self.embedding_dim = settings.embedding_dim
         self._loss = keras.losses.SparseCategoricalCrossentropy()
         self._init_optimizer(settings)
+        self._compile(num_features, settings.embedding_dim)
 
     def _check(self, x: np.ndarray, embedding: np.ndarray) -> None:
         if embedding.ndim != 2 or embedding.shape != (x.shape[0], self.embedding_dim):
@@ -152,16 +175,29 @@ class LeaderHalf(_Half):
                    ) -> tuple[float, int, np.ndarray]:
         """One step: (batch loss, correct predictions, dL/d(embedding) for the follower)."""
         self._check(x, embedding)
-        received = tf.convert_to_tensor(embedding, tf.float32)
-        with tf.GradientTape() as tape:
-            tape.watch(received)
-            probs = self.model([tf.convert_to_tensor(x), received], training=True)
-            loss = self._loss(tf.convert_to_tensor(y), probs)
-        variables = self.model.trainable_variables
-        *grads, grad_embedding = tape.gradient(loss, [*variables, received])
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        loss, probs, grad_embedding = self._step(
+            tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.int64),
+            tf.convert_to_tensor(embedding, tf.float32))
         correct = int(np.sum(np.argmax(probs.numpy(), axis=1) == y))
         return float(loss.numpy()), correct, np.asarray(grad_embedding.numpy(), np.float32)
+
+    def _compile(self, num_features: int, dim: int) -> None:
+        model, optimizer, loss_fn = self.model, self.optimizer, self._loss
+
+        @tf.function(input_signature=[tf.TensorSpec((None, num_features), tf.float32),
+                                      tf.TensorSpec((None,), tf.int64),
+                                      tf.TensorSpec((None, dim), tf.float32)])
+        def step(x: Any, y: Any, received: Any) -> tuple[Any, Any, Any]:
+            with tf.GradientTape() as tape:
+                tape.watch(received)  # dL/d(embedding) is what the follower needs
+                probs = model([x, received], training=True)
+                loss = loss_fn(y, probs)
+            variables = model.trainable_variables
+            *grads, grad_embedding = tape.gradient(loss, [*variables, received])
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
+            return loss, probs, grad_embedding
+
+        self._step = step
 
     def predict(self, x: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         """Class indices for an evaluation batch."""
