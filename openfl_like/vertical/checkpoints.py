@@ -51,7 +51,7 @@ class CorruptCheckpointError(DataError):
 def _digest(arrays: Mapping[str, np.ndarray]) -> bytes:
     h = hashlib.sha256()
     for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
+        a = np.asarray(arrays[name], order="C")  # (ascontiguousarray makes 0-d 1-d)
         h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
         h.update(a.tobytes())
     return h.digest()
@@ -88,7 +88,7 @@ class CheckpointStore:
         for name in arrays:
             if name.startswith("__"):
                 raise ValueError(f"array name {name!r} is reserved")
-        payload = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+        payload = {name: np.asarray(a, order="C") for name, a in arrays.items()}
         payload[_META] = np.frombuffer(json.dumps(asdict(meta)).encode(), dtype=np.uint8)
         payload[_SUM] = np.frombuffer(_digest(payload), dtype=np.uint8)
         buffer = io.BytesIO()

@@ -33,7 +33,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert meta == CheckpointMeta(20, 1, 64)
     assert set(arrays) == {"model/0000", "optimizer/0000"}
     np.testing.assert_array_equal(arrays["model/0000"], _arrays(1.5)["model/0000"])
-    assert arrays["optimizer/0000"].dtype == np.int64
+    assert arrays["optimizer/0000"].dtype == np.int64 and arrays["optimizer/0000"].shape == ()
     with np.load(path, allow_pickle=False) as raw:  # a plain .npz, no pickle
         assert "__sha256__" in raw.files
 

@@ -11,6 +11,7 @@ import pytest
 from openfl_like.core.errors import DataError
 from openfl_like.core.vertical import PartyRole
 from openfl_like.plan.vertical_config import SplitModelSettings, parse_vertical_plan
+from openfl_like.vertical.checkpoints import CheckpointMeta, CheckpointStore
 
 pytestmark = pytest.mark.keras
 
@@ -47,8 +48,10 @@ def test_state_round_trip_and_safe_mode_files(tmp_path: Path) -> None:
     loss, _, gradient = leader.train_step(x, np.array([1, 2]), np.zeros((2, 4), np.float32))
     assert gradient.shape == (2, 4) and np.isfinite(loss)
     state = leader.state()
+    store = CheckpointStore(tmp_path / "ckpt", keep=2)
+    store.save(CheckpointMeta(1, 0, 2), state)
     fresh = keras_split.LeaderHalf(settings, 3)
-    fresh.restore(state, source="test")
+    fresh.restore(store.load(1)[1], source="test")  # through the file: 0-d arrays stay 0-d
     for name, value in fresh.state().items():
         np.testing.assert_array_equal(value, state[name])
     with pytest.raises(DataError, match="does not fit this plan's model"):
@@ -66,4 +69,5 @@ def test_state_round_trip_and_safe_mode_files(tmp_path: Path) -> None:
     follower.save_keras(tmp_path / "follower.keras")
     assert keras.saving.load_model(tmp_path / "follower.keras", safe_mode=True).output_shape \
         == (None, 4)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["follower.keras", "leader.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "follower.keras",
+                                                          "leader.keras"]
