@@ -195,7 +195,7 @@ def _parse_party(s: _Section) -> PartySettings:
         raise s.error("address", exc.message) from None
     # A loopback address is a single-host set-up: listening on every interface would only
     # expose the port for nothing. Elsewhere the address may be a NAT's, so bind them all.
-    default_listen = f"{'127.0.0.1' if _is_loopback(host) else '0.0.0.0'}:{port}"
+    default_listen = f"{'127.0.0.1' if _is_loopback(host) else '0.0.0.0'}:{port}"  # noqa: S104
     listen = s.string("listen", default_listen)
     try:
         split_address(listen)
