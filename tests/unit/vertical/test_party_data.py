@@ -85,3 +85,29 @@ def test_npz_with_pickled_objects_refused(tmp_path: Path) -> None:
     np.savez(path, ids=np.array([{"a": 1}, {"b": 2}], dtype=object), x=np.ones((2, 1)))
     with pytest.raises(DataError, match="without pickled objects"):
         load_npz_split(path, with_labels=False, num_classes=2)
+
+
+def test_npz_source_per_party(tmp_path: Path) -> None:
+    # Prepare: each party's own files, the same ids in the same order
+    from openfl_like.plan.vertical_config import parse_vertical_plan
+
+    ids = np.array(["s1", "s2", "s3"])
+    for party, width in (("shop", 2), ("bank", 5)):
+        for part in ("train", "test"):
+            arrays = {"ids": ids, "x": np.ones((3, width))}
+            if party == "shop":
+                arrays["y"] = np.array([0, 1, 2])
+            np.savez(tmp_path / f"{party}_{part}.npz", **arrays)  # type: ignore[arg-type]
+    doc = {"session_id": "s", "leader": {"name": "shop", "address": "h:1"},
+           "follower": {"name": "bank", "address": "h:2"},
+           "data": {"source": "npz",
+                    "leader": {"train": "shop_train.npz", "test": "shop_test.npz"},
+                    "follower": {"train": "bank_train.npz", "test": "bank_test.npz"}}}
+    plan = parse_vertical_plan(doc, plan_file=tmp_path / "plan.yaml")
+    # Execute
+    leader = load_party_data(plan, PartyRole.LEADER)
+    follower = load_party_data(plan, PartyRole.FOLLOWER)
+    # Assert
+    assert leader.num_features == 2 and follower.num_features == 5
+    assert ids_digest(leader.train.ids) == ids_digest(follower.train.ids)
+    assert leader.test.y is not None and follower.test.y is None
