@@ -8,7 +8,7 @@ import TensorFlow.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from openfl_like.core.vertical import (
     CommunicatorClosedError,
@@ -18,9 +18,6 @@ from openfl_like.core.vertical import (
     ReaderState,
 )
 from openfl_like.vertical.communicator import Communicator
-
-if TYPE_CHECKING:
-    from openfl_like.vertical.keras_hook import CommunicatorCallback
 
 __all__ = [
     "Communicator",
@@ -34,6 +31,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # The one lazy gate to TensorFlow in this package (import-linter: ignore
+    # "openfl_like.vertical -> openfl_like.vertical.keras_hook" in the TensorFlow contract).
     if name == "CommunicatorCallback":
         from openfl_like.vertical.keras_hook import CommunicatorCallback
 

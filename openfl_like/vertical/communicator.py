@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -23,9 +22,7 @@ import numpy as np
 
 from openfl_like.core.errors import (
     ConfigError,
-    ConnectionFailedError,
     ProtocolError,
-    ResourceExhaustedError,
 )
 from openfl_like.core.logging import get_logger
 from openfl_like.core.vertical import (
@@ -33,20 +30,24 @@ from openfl_like.core.vertical import (
     Control,
     ControlKind,
     Hello,
+    OperationTimeoutError,
     PartyRole,
+    PeerGoneError,
     ReaderState,
 )
-from openfl_like.protocol.codec import dtype_name
-from openfl_like.transport.retry import RetryPolicy
+from openfl_like.vertical import checks
+from openfl_like.vertical.connect import connect_with_backoff
 from openfl_like.vertical.inbox import DEFAULT_MAX_INBOX_BYTES, FailCallback, Inbox, control_key
 from openfl_like.vertical.link import PeerLink, PendingSend
 from openfl_like.vertical.pending import Monitor, PendingOps
+from openfl_like.vertical.runtime import StopStack, await_send, say_goodbye
 from openfl_like.vertical.wiring import (
     GrpcTransport,
     Transport,
     Wire,
     default_settings,
-    resolve_tls_files,
+    split_addr,
+    tls_files_for,
 )
 
 if TYPE_CHECKING:
@@ -56,15 +57,19 @@ _log = get_logger(__name__)
 
 GOODBYE_TIMEOUT_S = 1.0
 SERVER_GRACE_S = 0.5
-_CONNECT_INITIAL_BACKOFF_S = 0.05
-_CONNECT_MAX_BACKOFF_S = 2.0
-_CONNECT_ATTEMPT_MAX_S = 10.0
 
 _NEW, _CONNECTING, _RUNNING, _CLOSED = "new", "connecting", "running", "closed"
 
 
 class Communicator:
-    """One party of a vertical pair. Thread-safe; ``send``/``recv`` use the current step."""
+    """One party of a vertical pair. Thread-safe; ``send``/``recv`` use the current step.
+
+    Every blocking call takes ``timeout_ms`` (default ``default_timeout_ms``) and fails with
+    ``OperationTimeoutError`` naming the operation, the name, the step and the peer; after the
+    peer's goodbye, what has not arrived fails at once with ``PeerGoneError``; after
+    ``shutdown`` every call raises ``CommunicatorClosedError``. Only the leader sends the
+    checkpoint version and reader states, only the follower receives them (``ConfigError``).
+    """
 
     def __init__(
         self,
@@ -95,19 +100,16 @@ class Communicator:
             raise ConfigError(f"the party and its peer have the same name {self.name!r}")
         if not session_id:
             raise ConfigError("session_id must not be empty")
-        for what, value in (("client_threads", client_threads),
-                            ("server_threads", server_threads),
-                            ("scan_interval_ms", scan_interval_ms),
-                            ("default_timeout_ms", default_timeout_ms),
-                            ("connect_timeout_ms", connect_timeout_ms)):
-            if not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"{what} must be a positive number, not {value!r}")
+        if _transport is None:  # a bad address fails here, not at initialize
+            split_addr(local_addr, "local_addr")
+            split_addr(peer_addr, "peer_addr", any_port=False)
         self.peer_addr, self.local_addr, self.session_id = peer_addr, local_addr, session_id
         self._pki_dir, self._tls_files, self._tls = pki_dir, tls_files, tls
-        self.client_threads, self.server_threads = int(client_threads), int(server_threads)
-        self.scan_interval_s = scan_interval_ms / 1000.0
-        self.default_timeout_s = default_timeout_ms / 1000.0
-        self.connect_timeout_s = connect_timeout_ms / 1000.0
+        self.client_threads = int(checks.positive("client_threads", client_threads))
+        self.server_threads = int(checks.positive("server_threads", server_threads))
+        self.scan_interval_s = checks.positive("scan_interval_ms", scan_interval_ms) / 1000
+        self.default_timeout_s = checks.positive("default_timeout_ms", default_timeout_ms) / 1000
+        self.connect_timeout_s = checks.positive("connect_timeout_ms", connect_timeout_ms) / 1000
         self._settings = settings
         self._transport = _transport
         self._max_inbox_bytes = _max_inbox_bytes
@@ -116,7 +118,6 @@ class Communicator:
         self._lifecycle = threading.Lock()
         self._state = _NEW
         self._stopping = threading.Event()
-        self._torn_down = False
         self._step = 0
         self._step_lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -125,8 +126,8 @@ class Communicator:
         self._ops = PendingOps()
         self._inbox: Inbox | None = None
         self._wire: Wire | None = None
-        self._monitor: Monitor | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._started = StopStack(self.name)  # what _teardown stops, in order
         self._closed_error: CommunicatorClosedError | None = None
 
     @classmethod
@@ -135,6 +136,10 @@ class Communicator:
         """A communicator over an injected transport (``memory_link.memory_pair()`` in tests)."""
         return cls(federal_role, f"memory:{peer_name}", "memory", name=name,
                    peer_name=peer_name, session_id=session_id, _transport=transport, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"Communicator({self.name} as {self.role.value}, {self.peer_desc}, "
+                f"step {self.step}, {self._state})")
 
     # ------------------------------------------------------------------ lifecycle
     def initialize(self) -> None:
@@ -169,58 +174,42 @@ class Communicator:
         transport = self._transport
         settings = self._settings
         if transport is None:
-            if settings is None:
-                settings = default_settings()
-            tls_files: TlsFiles | None = None
-            if self._tls:
-                tls_files = resolve_tls_files(name=self.name, tls_files=self._tls_files,
-                                              pki_dir=self._pki_dir, settings=settings)
-            else:
-                _log.warning("INSECURE: vertical communicator %s runs WITHOUT TLS: the peer is "
-                             "not authenticated and tensors travel in clear text", self.name)
+            settings = settings if settings is not None else default_settings()
             transport = GrpcTransport(
                 peer_addr=self.peer_addr, local_addr=self.local_addr, me=self.name,
                 peer=self.peer_name, session_id=self.session_id, my_role=self.role,
-                tls_files=tls_files, settings=settings, client_threads=self.client_threads,
+                tls_files=tls_files_for(self.name, tls=self._tls, tls_files=self._tls_files,
+                                        pki_dir=self._pki_dir, settings=settings),
+                settings=settings, client_threads=self.client_threads,
                 server_threads=self.server_threads)
         max_bytes = (self._max_inbox_bytes
                      or getattr(settings, "max_inbox_bytes", None) or DEFAULT_MAX_INBOX_BYTES)
         self._inbox = Inbox(me=self.name, peer=self.peer_name, my_role=self.role,
-                            session_id=self.session_id, max_bytes=int(max_bytes), step=self.step)
-        self._monitor = Monitor(self._ops, self.scan_interval_s, self.peer_desc)
-        self._monitor.start()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
+                            session_id=self.session_id, max_bytes=int(max_bytes), step=self.step,
+                            on_goodbye=self._peer_said_goodbye)
+        monitor = Monitor(self._ops, self.scan_interval_s, self.peer_desc)
+        self._started.push(monitor.stop)
+        monitor.start()
+        pool = concurrent.futures.ThreadPoolExecutor(
             self.client_threads, thread_name_prefix=f"vertical-send-{self.name}")
-        self._wire = transport.start(self._inbox)
+        self._pool = pool
+        self._started.push(lambda: pool.shutdown(wait=False))
+        wire = transport.start(self._inbox)
+        self._wire = wire
+        self._started.push(lambda: wire.stop(SERVER_GRACE_S))
+        self._started.push(wire.link.close)
+        if self._stopping.is_set():  # shut down meanwhile: initialize's clean-up stops it all
+            raise self._closed()
         _log.info("%s (%s) serving on %s (port %d)", self.name, self.role.value,
                   self.local_addr, self._wire.port)
 
     def _connect(self) -> tuple[int, float]:
         assert self._wire is not None
-        link = self._wire.link
-        policy = RetryPolicy(initial_backoff=_CONNECT_INITIAL_BACKOFF_S,
-                             max_backoff=_CONNECT_MAX_BACKOFF_S,
-                             total_seconds=self.connect_timeout_s)
-        start = time.monotonic()
-        deadline = start + self.connect_timeout_s
-        for attempts, wait in enumerate(policy.waits(), start=1):
-            hello = Hello(self.session_id, self.name, self.role, self.peer_name, step=self.step)
-            remaining = deadline - time.monotonic()
-            try:
-                link.connect(hello, min(max(remaining, 0.05), _CONNECT_ATTEMPT_MAX_S))
-                return attempts, time.monotonic() - start
-            except (ConnectionFailedError, ResourceExhaustedError) as error:
-                last = error
-            if self._stopping.is_set():
-                raise self._closed()
-            if time.monotonic() + wait > deadline:
-                raise ConnectionFailedError(
-                    f"{self.name} could not connect to {self.peer_desc} within "
-                    f"{self.connect_timeout_s:.1f} s ({attempts} attempts): {last}")
-            _log.debug("connect to %s failed (%s); retry in %.2f s", self.peer_desc, last, wait)
-            if self._stopping.wait(wait):
-                raise self._closed()
-        raise AssertionError("unreachable")  # pragma: no cover - waits() never ends
+        return connect_with_backoff(
+            self._wire.link,
+            lambda: Hello(self.session_id, self.name, self.role, self.peer_name, step=self.step),
+            me=self.name, peer_desc=self.peer_desc, timeout_s=self.connect_timeout_s,
+            stopping=self._stopping, closed=self._closed)
 
     def shutdown(self, reason: str = "done") -> None:
         """Say goodbye to the peer (best effort), fail pending operations, stop everything.
@@ -248,38 +237,26 @@ class Communicator:
     def _goodbye(self, reason: str) -> None:
         inbox, wire = self._inbox, self._wire
         if wire is None or (inbox is not None and inbox.peer_gone is not None):
-            return
-        try:
-            pending = wire.link.send_control(
-                Control(self._next_seq(), ControlKind.GOODBYE, reason=reason), GOODBYE_TIMEOUT_S)
-            backstop = threading.Timer(GOODBYE_TIMEOUT_S + 0.5, pending.cancel)
-            backstop.daemon = True
-            backstop.start()
-            try:
-                pending.result()
-            finally:
-                backstop.cancel()
-        except Exception as error:  # best effort: the peer may be gone already
-            _log.info("goodbye to %s not delivered: %s", self.peer_desc, error)
+            return  # nobody to tell
+        say_goodbye(wire.link, Control(self._next_seq(), ControlKind.GOODBYE, reason=reason),
+                    GOODBYE_TIMEOUT_S, self.peer_desc)
+
+    def _peer_said_goodbye(self, reason: str) -> None:
+        failed = self._ops.fail_outbound(lambda op: self._gone_error(op.describe(), reason))
+        if failed:
+            _log.info("failed %d pending send(s): %s said goodbye", failed, self.peer_desc)
+
+    def _gone_error(self, what: str, reason: str) -> PeerGoneError:
+        return PeerGoneError(f"{what} failed: peer {self.peer_name} said goodbye ({reason})")
 
     def _teardown(self, error: BaseException) -> None:
-        with self._lifecycle:
-            if self._torn_down:
-                return
-            self._torn_down = True
+        """Stop what was started and is not stopped yet (safe to call again, and from
+        ``initialize`` racing ``shutdown``)."""
         self._stopping.set()
         if self._inbox is not None:
             self._inbox.close(error)
         self._ops.fail_all(error)
-        if self._monitor is not None:
-            self._monitor.stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-        if self._wire is not None:
-            try:
-                self._wire.stop(SERVER_GRACE_S)
-            finally:
-                self._wire.link.close()
+        self._started.stop_all()
 
     def __enter__(self) -> Communicator:
         self.initialize()
@@ -309,48 +286,60 @@ class Communicator:
         with self._step_lock:
             self._check_not_closed()
             self._step += 1
-            step = self._step
-        if self._inbox is not None:
-            self._inbox.set_step(step)
-        return step
+            if self._inbox is not None:
+                self._inbox.set_step(self._step)
+            return self._step
 
     def set_step(self, step: int) -> None:
         """Jump to ``step`` (e.g. after restoring a checkpoint)."""
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise ConfigError(f"step must be a non-negative integer, not {step!r}")
+        checks.non_negative_int("step", step)
         with self._step_lock:
             self._check_not_closed()
             self._step = step
-        if self._inbox is not None:
-            self._inbox.set_step(step)
+            if self._inbox is not None:
+                self._inbox.set_step(step)
 
     # ------------------------------------------------------------------ tensors
     def send(self, name: str, array: Any, timeout_ms: int | None = None) -> None:
         """Send this step's tensor ``name``; blocks until the peer acknowledged it."""
         link, step = self._running("send"), self.step
-        self._send_tensor(link, name, step, self._as_array(name, array), timeout_ms)
+        checks.name(name)
+        self._send_tensor(link, name, step, checks.wire_array(array), timeout_ms)
 
     def send_async(self, name: str, array: Any, timeout_ms: int | None = None
                    ) -> concurrent.futures.Future[None]:
         """``send`` on the client pool; the step is the current one when called. Do not
         change ``array`` until the future is done."""
         link, step = self._running("send_async"), self.step
-        wire_array = self._as_array(name, array)
-        assert self._pool is not None
+        checks.name(name)
+        wire_array = checks.wire_array(array)
+        pool = self._pool
+        if pool is None:
+            raise self._closed()
         try:
-            return self._pool.submit(self._send_tensor, link, name, step, wire_array, timeout_ms)
+            return pool.submit(self._send_tensor, link, name, step, wire_array, timeout_ms)
         except RuntimeError:  # the pool was shut down between the check and the submit
             raise self._closed() from None
 
     def recv(self, name: str, dtype: Any = None, timeout_ms: int | None = None) -> np.ndarray:
         """The peer's tensor ``name`` of this step; blocks until it arrives."""
         self._running("recv")
-        self._check_name(name)
+        checks.name(name)
         step = self.step
-        timeout_s = self._timeout(timeout_ms)
+        timeout_s = checks.timeout_s(timeout_ms, self.default_timeout_s)
         assert self._inbox is not None
-        array = self._inbox.take_tensor(name, step, self._register("recv", name, step, timeout_s),
-                                        f"recv {name!r} at step {step}")
+        try:
+            array = self._inbox.take_tensor(
+                name, step, self._register("recv", name, step, timeout_s),
+                f"recv {name!r} at step {step}")
+        except OperationTimeoutError as error:
+            held = self._inbox.held_steps(name)
+            if not held:
+                raise
+            # the classic pairing bug: both sides send the same names at different steps
+            raise OperationTimeoutError(
+                f"{error}; {name!r} is here for step(s) {', '.join(map(str, held[:5]))}: "
+                "are both parties at the same step?") from None
         if dtype is not None:
             want = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
             if array.dtype != want:
@@ -361,7 +350,7 @@ class Communicator:
     def _send_tensor(self, link: PeerLink, name: str, step: int, array: np.ndarray,
                      timeout_ms: int | None) -> None:
         self._check_not_closed()
-        timeout_s = self._timeout(timeout_ms)
+        timeout_s = checks.timeout_s(timeout_ms, self.default_timeout_s)
         pending = link.send_tensor(name, step, array, timeout_s)
         self._await(pending, "send", name, step, timeout_s)
 
@@ -369,8 +358,7 @@ class Communicator:
     def send_ckpt_version(self, version: int, timeout_ms: int | None = None) -> None:
         """Leader: tell the follower which checkpoint both restore."""
         self._only(PartyRole.LEADER, "send_ckpt_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            raise ConfigError(f"checkpoint version must be a non-negative integer: {version!r}")
+        checks.non_negative_int("checkpoint version", version)
         self._send_control(ControlKind.CHECKPOINT_VERSION, "send_ckpt_version", timeout_ms,
                            version=version)
 
@@ -384,10 +372,9 @@ class Communicator:
                           timeout_ms: int | None = None) -> None:
         """Leader: data set ``name`` (re)starts reading at this block and sample."""
         self._only(PartyRole.LEADER, "send_reader_state")
-        self._check_name(name)
-        for what, value in (("block_id", block_id), ("sample_index", sample_index)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{what} must be a non-negative integer, not {value!r}")
+        checks.name(name)
+        checks.non_negative_int("block_id", block_id)
+        checks.non_negative_int("sample_index", sample_index)
         self._send_control(ControlKind.READER_STATE, "send_reader_state", timeout_ms,
                            name=name, block_id=block_id, sample_index=sample_index)
 
@@ -395,7 +382,7 @@ class Communicator:
         """Follower: the next reader state the leader sent for ``name``, in order; None when
         the leader terminated that reader (after the states it sent before)."""
         self._only(PartyRole.FOLLOWER, "recv_reader_state")
-        self._check_name(name)
+        checks.name(name)
         control = self._recv_control(control_key(ControlKind.READER_STATE, name),
                                      "recv_reader_state", name, timeout_ms)
         if control.kind is ControlKind.TERMINATE_READER:
@@ -405,14 +392,14 @@ class Communicator:
     def terminate_reader(self, name: str, timeout_ms: int | None = None) -> None:
         """Leader: data set ``name`` is finished."""
         self._only(PartyRole.LEADER, "terminate_reader")
-        self._check_name(name)
+        checks.name(name)
         self._send_control(ControlKind.TERMINATE_READER, "terminate_reader", timeout_ms,
                            name=name)
 
     def _send_control(self, kind: ControlKind, op: str, timeout_ms: int | None,
                       **fields: Any) -> None:
         link = self._running(op)
-        timeout_s = self._timeout(timeout_ms)
+        timeout_s = checks.timeout_s(timeout_ms, self.default_timeout_s)
         # One at a time, so the follower's queues hold them in the order they were sent.
         with self._control_order:
             self._check_not_closed()
@@ -423,7 +410,7 @@ class Communicator:
     def _recv_control(self, key: tuple[str, str], op: str, name: str,
                       timeout_ms: int | None) -> Control:
         self._running(op)
-        step, timeout_s = self.step, self._timeout(timeout_ms)
+        step, timeout_s = self.step, checks.timeout_s(timeout_ms, self.default_timeout_s)
         assert self._inbox is not None
         what = f"{op} {name!r} at step {step}" if name else f"{op} at step {step}"
         return self._inbox.take_control(key, self._register(op, name, step, timeout_s), what)
@@ -431,26 +418,18 @@ class Communicator:
     # ------------------------------------------------------------------ helpers
     def _await(self, pending: PendingSend, op: str, name: str, step: int,
                timeout_s: float) -> None:
-        """Wait for a send's acknowledgement, registered with the monitor."""
-        failure: list[BaseException] = []
-
-        def fail(error: BaseException) -> None:
-            failure.append(error)
-            pending.cancel()
-
-        token = self._ops.add(op, name, step, timeout_s, fail)
-        try:
+        def failed_already() -> BaseException | None:
             if self._state == _CLOSED:
-                fail(self._closed())
-            pending.result()
-        except Exception:
-            if failure:
-                raise failure[0] from None
-            if self._state == _CLOSED:
-                raise self._closed() from None
-            raise
-        finally:
-            self._ops.remove(token)
+                return self._closed()
+            gone = self._inbox.peer_gone if self._inbox is not None else None
+            if gone is None:
+                return None
+            return self._gone_error(f"{op} {name!r} at step {step}" if name
+                                    else f"{op} at step {step}", gone)
+
+        await_send(self._ops, pending, op=op, name=name, step=step, timeout_s=timeout_s,
+                   failed_already=failed_already,
+                   closed=lambda: self._closed() if self._state == _CLOSED else None)
 
     def _register(self, op: str, name: str, step: int,
                   timeout_s: float) -> Callable[[FailCallback], Callable[[], None]]:
@@ -486,24 +465,3 @@ class Communicator:
     def _next_seq(self) -> int:
         with self._seq_lock:
             return next(self._seq)
-
-    def _timeout(self, timeout_ms: int | None) -> float:
-        if timeout_ms is None:
-            return self.default_timeout_s
-        if not isinstance(timeout_ms, int | float) or timeout_ms <= 0:
-            raise ConfigError(f"timeout_ms must be positive, not {timeout_ms!r}")
-        return timeout_ms / 1000.0
-
-    @staticmethod
-    def _check_name(name: str) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"a tensor or reader name must be a non-empty string: {name!r}")
-
-    @staticmethod
-    def _as_array(name: str, array: Any) -> np.ndarray:
-        Communicator._check_name(name)
-        if hasattr(array, "numpy") and not isinstance(array, np.ndarray):
-            array = array.numpy()  # a TensorFlow eager tensor
-        array = np.asarray(array)
-        dtype_name(array.dtype)  # ProtocolError for what the wire cannot carry
-        return array

@@ -28,6 +28,7 @@ from openfl_like.core.errors import (
     PlanMismatchError,
     RefusedError,
     ResourceExhaustedError,
+    ResourceLimitError,
     UnavailableError,
 )
 from openfl_like.core.logging import get_logger
@@ -91,6 +92,7 @@ class Inbox:
         max_bytes: int = DEFAULT_MAX_INBOX_BYTES,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         step: int = 0,
+        on_goodbye: Callable[[str], None] | None = None,
     ) -> None:
         self.me, self.peer, self.my_role, self.session_id = me, peer, my_role, session_id
         self.max_bytes, self.max_entries = max_bytes, max_entries
@@ -108,6 +110,7 @@ class Inbox:
         self._gone: str | None = None
         self._closed: BaseException | None = None
         self.hellos = 0
+        self._on_goodbye = on_goodbye
 
     # ------------------------------------------------------------------ VerticalHandler
     def on_connect(self, hello: Hello) -> None:
@@ -158,6 +161,12 @@ class Inbox:
                 if done == _fingerprint(array):
                     return
                 raise RefusedError(self._conflict(key))
+            if array.nbytes > self.max_bytes:  # would never fit: final, not worth a retry
+                raise ResourceLimitError(
+                    f"tensor {tensor.name!r} of step {tensor.step} has {array.nbytes} bytes, "
+                    f"more than {self.me}'s whole inbox ({self.max_bytes} bytes, "
+                    "FX_VERTICAL_MAX_INBOX_BYTES)"
+                )
             if self._count() >= self.max_entries:
                 raise ResourceExhaustedError(
                     f"{self.me}'s inbox holds {self.max_entries} messages not yet received"
@@ -172,17 +181,12 @@ class Inbox:
             self._cond.notify_all()
 
     def on_control(self, control: Control) -> None:
+        if control.kind is ControlKind.GOODBYE:
+            self._goodbye(control)
+            return
         with self._cond:
-            if self._closed is not None:
-                return
-            if control.seq <= self._seen_floor or control.seq in self._seen:
-                return  # a re-send
-            if control.kind is ControlKind.GOODBYE:
-                self._remember(control.seq)
-                self._gone = control.reason or "no reason given"
-                _log.info("goodbye received from %s: %s", self.peer, self._gone)
-                self._cond.notify_all()
-                return
+            if self._closed is not None or self._seen_before(control.seq):
+                return  # shutting down, or a re-send
             if self._count() >= self.max_entries:
                 raise ResourceExhaustedError(
                     f"{self.me}'s inbox holds {self.max_entries} messages not yet received"
@@ -192,6 +196,17 @@ class Inbox:
             self._controls.setdefault(key, collections.deque()).append(control)
             self._control_count += 1
             self._cond.notify_all()
+
+    def _goodbye(self, control: Control) -> None:
+        with self._cond:
+            if self._closed is not None or self._seen_before(control.seq):
+                return
+            self._remember(control.seq)
+            self._gone = reason = control.reason or "no reason given"
+            _log.info("goodbye received from %s: %s", self.peer, reason)
+            self._cond.notify_all()
+        if self._on_goodbye is not None:  # outside the lock: it fails the pending sends
+            self._on_goodbye(reason)
 
     # ------------------------------------------------------------------ communicator side
     def set_step(self, step: int) -> None:
@@ -234,6 +249,11 @@ class Inbox:
         """The peer's goodbye reason, or None while it is there."""
         with self._cond:
             return self._gone
+
+    def held_steps(self, name: str) -> list[int]:
+        """The steps for which a tensor ``name`` waits here (to explain a timeout)."""
+        with self._cond:
+            return sorted(step for held, step in self._tensors if held == name)
 
     @property
     def held_bytes(self) -> int:
@@ -289,6 +309,9 @@ class Inbox:
 
     def _count(self) -> int:
         return len(self._tensors) + self._control_count
+
+    def _seen_before(self, seq: int) -> bool:
+        return seq <= self._seen_floor or seq in self._seen
 
     def _remember(self, seq: int) -> None:
         self._seen.add(seq)

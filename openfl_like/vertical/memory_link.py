@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openfl_like.core.errors import ConnectionFailedError, ResourceExhaustedError
+from openfl_like.core.errors import (
+    ConnectionFailedError,
+    DeadlineExceededError,
+    ResourceExhaustedError,
+)
 from openfl_like.core.vertical import Control, Hello, StepTensor
 from openfl_like.transport.vertical_handlers import VerticalHandler
 from openfl_like.vertical.wiring import Wire
@@ -83,7 +87,8 @@ class MemoryLink:
         self._lock = threading.Lock()
 
     def connect(self, hello: Hello, timeout_s: float) -> None:
-        self._deliver("connect", hello, lambda h: h.on_connect(hello))
+        if not self._deliver("connect", hello, lambda h: h.on_connect(hello)):
+            raise DeadlineExceededError(f"connect of {self.end.label} lost (dropped)")
 
     def send_tensor(self, name: str, step: int, array: np.ndarray, timeout_s: float) -> _Send:
         tensor = StepTensor(name, step, np.array(array, copy=True))

@@ -33,6 +33,7 @@ class PendingOp:
     started: float
     deadline: float
     fail: FailCallback
+    outbound: bool = False  # a send (fails at once when the peer says goodbye)
 
     @property
     def timeout_s(self) -> float:
@@ -52,9 +53,10 @@ class PendingOps:
         self._ops: dict[int, PendingOp] = {}
         self._tokens = itertools.count(1)
 
-    def add(self, kind: str, name: str, step: int, timeout_s: float, fail: FailCallback) -> int:
+    def add(self, kind: str, name: str, step: int, timeout_s: float, fail: FailCallback, *,
+            outbound: bool = False) -> int:
         now = self.clock()
-        op = PendingOp(kind, name, step, now, now + timeout_s, fail)
+        op = PendingOp(kind, name, step, now, now + timeout_s, fail, outbound)
         with self._lock:
             token = next(self._tokens)
             self._ops[token] = op
@@ -80,6 +82,15 @@ class PendingOps:
             ops = list(self._ops.values())
             self._ops.clear()
             return ops
+
+    def fail_outbound(self, error: Callable[[PendingOp], BaseException]) -> int:
+        """Fail every waiting send with ``error(op)`` (the peer said goodbye)."""
+        with self._lock:
+            tokens = [token for token, op in self._ops.items() if op.outbound]
+            ops = [self._ops.pop(token) for token in tokens]
+        for op in ops:
+            _safe_fail(op, error(op))
+        return len(ops)
 
     def fail_all(self, error: BaseException) -> int:
         """Fail every waiting operation with ``error`` (shutdown); returns how many."""

@@ -6,9 +6,7 @@ files, so a change in their signatures is fixed here alone. Tests use
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,8 +21,6 @@ if TYPE_CHECKING:
     from openfl_like.transport.credentials import TlsFiles
 
 _log = get_logger(__name__)
-
-CERT_ENV, KEY_ENV, CA_ENV = "FX_VERTICAL_CERT", "FX_VERTICAL_KEY", "FX_VERTICAL_CA"
 
 
 @dataclass(frozen=True)
@@ -41,9 +37,12 @@ class Transport(Protocol):
         """Start serving ``handler`` (the inbox) and open the link to the peer."""
 
 
-def split_addr(addr: str, what: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+def split_addr(addr: str, what: str, *, any_port: bool = True) -> tuple[str, int]:
+    """(host, port) of ``host:port`` / ``[v6]:port``; port 0 (any free port) only when
+    ``any_port`` (a local address, not a peer's)."""
+    host, sep, port = str(addr).rpartition(":")
+    if not sep or not host or not port.isdigit() \
+            or not (0 if any_port else 1) <= int(port) <= 65535:
         raise ConfigError(f"{what} {addr!r} is not host:port")
     return host.strip("[]"), int(port)
 
@@ -75,7 +74,6 @@ class GrpcTransport:
         from openfl_like.transport.vertical_server import VerticalPeerServer
 
         host, port = split_addr(self.local_addr, "local_addr")
-        split_addr(self.peer_addr, "peer_addr")
         common: dict[str, Any] = dict(me=self.me, peer=self.peer, session_id=self.session_id,
                                       my_role=self.my_role, tls_files=self.tls_files,
                                       settings=self.settings)
@@ -95,38 +93,29 @@ def resolve_tls_files(
     name: str,
     tls_files: TlsFiles | None,
     pki_dir: Path | str | None,
-    settings: Any = None,
-    env: Mapping[str, str] = os.environ,
+    settings: Any,
 ) -> TlsFiles:
-    """The party's PEM files: ``tls_files``, else the PKI store's files for ``name``; each
-    overridden by FX_VERTICAL_CERT/KEY/CA (or the settings' path overrides) when set."""
+    """The party's PEM files: ``tls_files``, else the PKI store's files for ``name``, each
+    overridden by FX_VERTICAL_CERT/KEY/CA (the settings' ``cert_path``/``key_path``/
+    ``ca_path``); with neither, all three variables must be set (ConfigError otherwise)."""
     from openfl_like.pki import PkiStore
     from openfl_like.transport.credentials import TlsFiles
 
-    overrides: dict[str, Path] = {}
-    for field, env_name, attrs in (
-        ("cert_path", CERT_ENV, ("cert_path", "cert_file", "cert")),
-        ("key_path", KEY_ENV, ("key_path", "key_file", "key")),
-        ("ca_bundle_path", CA_ENV, ("ca_path", "ca_file", "ca", "ca_bundle_path")),
-    ):
-        value = env.get(env_name) or next(
-            (getattr(settings, a) for a in attrs if getattr(settings, a, None)), None)
-        if value:
-            overrides[field] = Path(value)
     if tls_files is None and pki_dir is not None:
         tls_files = TlsFiles.for_participant(PkiStore(Path(pki_dir)), name)
-    if tls_files is None:
-        missing = [e for f, e in (("cert_path", CERT_ENV), ("key_path", KEY_ENV),
-                                  ("ca_bundle_path", CA_ENV)) if f not in overrides]
-        if missing:
-            raise ConfigError(
-                "mutual TLS needs tls_files or pki_dir (or all of FX_VERTICAL_CERT, "
-                f"FX_VERTICAL_KEY, FX_VERTICAL_CA; missing {', '.join(missing)})"
-            )
-        return TlsFiles(cert_path=overrides["cert_path"], key_path=overrides["key_path"],
-                        ca_bundle_path=overrides["ca_bundle_path"])
-    if overrides:
-        _log.info("TLS files overridden by environment: %s",
-                  ", ".join(f"{k}={v}" for k, v in overrides.items()))
-        tls_files = dataclasses.replace(tls_files, **overrides)
-    return tls_files
+    resolved: TlsFiles = settings.tls_files(tls_files)
+    if resolved != tls_files:
+        _log.info("TLS files of %s: certificate %s, key %s, CA bundle %s", name,
+                  resolved.cert_path, resolved.key_path, resolved.ca_bundle_path)
+    return resolved
+
+
+def tls_files_for(name: str, *, tls: bool, tls_files: TlsFiles | None,
+                  pki_dir: Path | str | None, settings: Any) -> TlsFiles | None:
+    """The files for mutual TLS, or None (TLS off) only when asked for, with a loud warning."""
+    if tls:
+        return resolve_tls_files(name=name, tls_files=tls_files, pki_dir=pki_dir,
+                                 settings=settings)
+    _log.warning("INSECURE: vertical communicator %s runs WITHOUT TLS: the peer is not "
+                 "authenticated and tensors travel in clear text (tls=False)", name)
+    return None
