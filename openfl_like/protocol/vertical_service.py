@@ -14,6 +14,7 @@ over the received message) and copies a ``TensorPiece``'s once, into the tensor'
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -79,20 +80,39 @@ def _field(number: int, payload: bytes | memoryview) -> list[bytes | memoryview]
     return [_key(number), _varint(len(payload)), payload]
 
 
-def encode_put(header: bytes, meta: base_pb2.TensorMeta, data: bytes | memoryview) -> bytes:
-    """Wire bytes of a ``TensorPut`` (``header``: a serialized PeerHeader)."""
-    parts = _field(_HEADER, header) + _field(_PUT_META, meta.SerializeToString())
+_META_NAME, _META_ROUND = 1, 2
+_ROUND_KEY = _varint(_META_ROUND << 3)  # varint wire type
+
+
+@functools.lru_cache(maxsize=1024)
+def _meta_tail(dtype: str, shape: tuple[int, ...], nbytes: int) -> bytes:
+    return base_pb2.TensorMeta(dtype=dtype, shape=shape, nbytes=nbytes).SerializeToString()
+
+
+def encode_meta(name: str, step: int, dtype: str, shape: tuple[int, ...], nbytes: int) -> bytes:
+    """Serialized ``TensorMeta`` (no tags), as protobuf writes it: fields in number order, so
+    the part that depends on dtype and shape alone is made once per layout and reused (the
+    per-step fast path sends the same layout every step)."""
+    head = b"".join(_field(_META_NAME, name.encode())) if name else b""
+    if step:
+        head += _ROUND_KEY + _varint(step if step > 0 else step + (1 << 64))
+    return head + _meta_tail(dtype, shape, nbytes)
+
+
+def encode_put(header: bytes, meta: bytes, data: bytes | memoryview) -> bytes:
+    """Wire bytes of a ``TensorPut`` (``header``, ``meta``: a serialized PeerHeader and
+    TensorMeta)."""
+    parts = _field(_HEADER, header) + _field(_PUT_META, meta)
     if len(data):
         parts += _field(_PUT_DATA, data)
     return b"".join(parts)  # the one copy of the tensor's bytes on the sending side
 
 
-def encode_piece(header: bytes | None, meta: base_pb2.TensorMeta | None,
-                 data: bytes | memoryview) -> bytes:
-    """Wire bytes of a ``TensorPiece`` (header and meta on the first piece only)."""
+def encode_piece(header: bytes | None, meta: bytes | None, data: bytes | memoryview) -> bytes:
+    """Wire bytes of a ``TensorPiece`` (header and meta, serialized, on the first piece only)."""
     inner: list[bytes | memoryview] = []
     if meta is not None:
-        inner += _field(_CHUNK_META, meta.SerializeToString())
+        inner += _field(_CHUNK_META, meta)
     if len(data):
         inner += _field(_CHUNK_DATA, data)
     parts: list[bytes | memoryview] = _field(_HEADER, header) if header is not None else []

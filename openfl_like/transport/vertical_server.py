@@ -18,7 +18,9 @@ Every call, before anything the caller chose to send is read:
    ``max_tensor_bytes`` before a byte is buffered (INVALID_ARGUMENT); a stream carries exactly
    one tensor.
 
-Only then is the handler called; its errors become status codes (``status.translate_errors``).
+Only then is the handler called; its errors become status codes (``status.translate_errors``),
+except that a handler that cannot take messages any more (a ``ConnectionFailedError`` such as
+``CommunicatorClosedError``) answers UNAVAILABLE, as a stopped server would.
 Without TLS there is no certificate: a loud warning at start, and the header's sender is
 trusted if it is the configured peer name.
 
@@ -33,16 +35,18 @@ copy); streamed ones as writable arrays over their own buffer.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import grpc
 
 from openfl_like.core.errors import (
     AuthError,
+    ConnectionFailedError,
     DeadlineExceededError,
     PermissionDeniedError,
     PlanMismatchError,
     ProtocolError,
+    UnavailableError,
 )
 from openfl_like.core.ids import Role
 from openfl_like.core.logging import get_logger
@@ -213,7 +217,8 @@ class VerticalPeerServer:
                 raise PlanMismatchError(
                     f"{hello.sender} speaks vertical protocol version "
                     f"{hello.protocol_version}, this party {PROTOCOL_VERSION}")
-            self._handler.on_connect(hello)
+            with _peer_gone_is_unavailable():
+                self._handler.on_connect(hello)
             return self._reply
 
     def PutTensor(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
@@ -224,8 +229,7 @@ class VerticalPeerServer:
             meta = self._tensor(message).meta
             assert meta is not None
             layout = layout_of(meta, max_tensor_bytes=self.settings.max_tensor_bytes)
-            tensor = layout.to_tensor(message.data)  # checks the byte count; wraps, no copy
-            self._handler.on_tensor(StepTensor(tensor.name, tensor.round_number, tensor.array))
+            self._deliver(layout.to_tensor(message.data))  # checks the byte count; no copy
             return self._reply
 
     def StreamTensor(self, pieces: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
@@ -258,11 +262,14 @@ class VerticalPeerServer:
             request = VERTICAL_RPCS["PutControl"].parse_request(raw)
             self._check_header(request.header if request.HasField("header") else None,
                                identity)
-            self._handler.on_control(control_from_pb(request))
+            control = control_from_pb(request)
+            with _peer_gone_is_unavailable():
+                self._handler.on_control(control)
             return self._reply
 
     def _deliver(self, tensor: NamedTensor) -> None:
-        self._handler.on_tensor(StepTensor(tensor.name, tensor.round_number, tensor.array))
+        with _peer_gone_is_unavailable():
+            self._handler.on_tensor(StepTensor(tensor.name, tensor.round_number, tensor.array))
 
     def _next(self, pieces: Iterator[bytes], context: grpc.ServicerContext, seconds: float,
               what: str) -> bytes | None:
@@ -282,6 +289,19 @@ class VerticalPeerServer:
         if broken:
             raise ProtocolError("stream interrupted: the client cancelled it")
         return raw
+
+
+@contextmanager
+def _peer_gone_is_unavailable() -> Iterator[None]:
+    """A handler that cannot take messages any more (its communicator is shutting down or
+    closed: a ``ConnectionFailedError`` of its own) answers UNAVAILABLE, as a stopped server
+    would: the sender retries until its timeout or until our goodbye reaches it."""
+    try:
+        yield
+    except (UnavailableError, DeadlineExceededError):
+        raise
+    except ConnectionFailedError as error:
+        raise UnavailableError(error.message) from None
 
 
 def _more(piece: TensorMessage) -> TensorMessage:

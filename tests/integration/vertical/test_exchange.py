@@ -116,3 +116,14 @@ def test_without_tls_the_header_is_trusted_only_for_the_configured_peer(
         make_client(party.address, tls=False, me="mallory").send_tensor(
             "a", 1, np.ones(2), 2.0).result()
     assert [t.step for t in party.handler.tensors] == [0]
+
+
+def test_a_closed_inbox_answers_unavailable_so_the_sender_retries(
+    follower: Party, make_client: ClientFactory,
+) -> None:
+    from openfl_like.core.vertical import CommunicatorClosedError, OperationTimeoutError
+
+    follower.handler.refuse = CommunicatorClosedError("communicator bank is shut down")
+    client = make_client(follower.address)
+    with pytest.raises(OperationTimeoutError, match="communicator bank is shut down"):
+        client.send_tensor("x", 0, np.ones(2), 0.3).result()

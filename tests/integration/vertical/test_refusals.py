@@ -20,6 +20,7 @@ from openfl_like.core.errors import (
     PermissionDeniedError,
     PlanMismatchError,
     ProtocolError,
+    ResourceLimitError,
 )
 from openfl_like.core.vertical import (
     Control,
@@ -29,7 +30,7 @@ from openfl_like.core.vertical import (
     PartyRole,
 )
 from openfl_like.protocol import base_pb2
-from openfl_like.protocol.vertical_convert import header_pb
+from openfl_like.protocol.vertical_convert import header_pb, hello_to_pb
 from openfl_like.protocol.vertical_service import VERTICAL_RPCS, encode_piece, encode_put
 from openfl_like.transport.credentials import channel_credentials
 from openfl_like.transport.vertical_client import SendCancelledError
@@ -87,9 +88,9 @@ def header(sender: str = LEADER, **overrides: str) -> bytes:
     return message.SerializeToString()
 
 
-def meta(nbytes: int = 8, name: str = "t") -> base_pb2.TensorMeta:
+def meta(nbytes: int = 8, name: str = "t") -> bytes:
     return base_pb2.TensorMeta(name=name, round_number=1, dtype="uint8", shape=[nbytes],
-                               nbytes=nbytes)
+                               nbytes=nbytes).SerializeToString()
 
 
 def test_a_party_certificate_of_another_name_is_refused(
@@ -190,7 +191,8 @@ def test_tensor_messages_that_lie_about_their_bytes_are_refused(
         code, details = raw_unary(channel, "PutTensor", encode_put(header(), meta(8), b"1234"))
         assert code is Code.INVALID_ARGUMENT and "got 4 bytes, expected 8" in details
         code, details = raw_unary(channel, "PutTensor", encode_put(
-            header(), base_pb2.TensorMeta(name="t", dtype="float32", shape=[3], nbytes=8), b""))
+            header(), base_pb2.TensorMeta(name="t", dtype="float32", shape=[3], nbytes=8
+                                          ).SerializeToString(), b""))
         assert code is Code.INVALID_ARGUMENT and "do not match" in details
         code, details = raw_stream(channel, iter([encode_piece(header(), meta(8), b"1234")]))
         assert code is Code.INVALID_ARGUMENT and "truncated" in details
@@ -223,6 +225,50 @@ def test_an_oversize_tensor_is_refused_from_its_metadata(
         assert time.monotonic() - started < 2
     client.send_tensor("fits", 0, np.zeros(1000, np.uint8), 5.0).result()
     assert [t.name for t in party.handler.tensors] == ["fits"]
+
+
+def test_a_message_over_grpcs_size_limit_is_a_limit_error_not_retried(
+    start_follower, make_client: ClientFactory,
+) -> None:
+    party = start_follower(settings=fast(chunk_bytes=1024, server_max_recv_bytes=66 * 1024 + 1024))
+    client = make_client(party.address)
+    started = time.monotonic()
+    with pytest.raises(ResourceLimitError, match="over the size limit"):
+        client.put_tensor("big", 0, np.zeros(100_000, np.uint8), 5.0).result()
+    assert time.monotonic() - started < 2  # not retried until the timeout
+    make_client(party.address, settings=fast(chunk_bytes=1024)).send_tensor(
+        "big", 0, np.zeros(100_000, np.uint8), 5.0).result()  # streamed in pieces that fit
+    assert [t.name for t in party.handler.tensors] == ["big"]
+
+
+def test_another_protocol_version_is_a_plan_mismatch(
+    pki: Pki, follower: Party, make_client: ClientFactory,
+) -> None:
+    request = hello_to_pb(Hello(SESSION, LEADER, PartyRole.LEADER, FOLLOWER, protocol_version=9))
+    with raw_channel(pki, follower) as channel:
+        code, details = raw_unary(channel, "Connect", request.SerializeToString())
+    assert code is Code.FAILED_PRECONDITION and "protocol version 9, this party 1" in details
+    assert follower.handler.hellos == []
+
+
+def test_concurrent_sends_from_many_threads_all_arrive(
+    follower: Party, make_client: ClientFactory,
+) -> None:
+    client = make_client(follower.address, settings=fast(chunk_bytes=64))
+
+    def sender(index: int) -> None:
+        for step in range(10):  # alternately one message and streamed
+            client.send_tensor(f"t{index}", step, np.full(4 + 8 * (step % 2), index), 5.0
+                               ).result()
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    got = {(t.name, t.step): t.array for t in follower.handler.tensors}
+    assert len(got) == 60
+    assert all(int(array[0]) == int(name[1:]) for (name, _), array in got.items())
 
 
 class SilentStream:
@@ -310,8 +356,8 @@ def test_cancel_makes_a_pending_send_fail_at_once(
     follower: Party, make_client: ClientFactory,
 ) -> None:
     follower.handler.gate = threading.Event()  # the peer's inbox does not answer
-    client = make_client(follower.address)
-    pending = client.send_tensor("slow", 0, np.ones(2), 30.0)
+    client = make_client(follower.address, settings=fast(chunk_bytes=8))
+    pending = client.send_tensor("slow", 0, np.ones(2), 30.0)  # 16 bytes: streamed
     assert not pending.done()
     pending.cancel()
     started = time.monotonic()
@@ -320,10 +366,29 @@ def test_cancel_makes_a_pending_send_fail_at_once(
     assert time.monotonic() - started < 0.5 and pending.done()
     follower.handler.gate.set()
     follower.handler.gate = None
-    done = client.send_tensor("fast", 1, np.ones(2), 5.0)
+    done = client.send_tensor("fast", 1, np.ones(1), 5.0)
     done.result()
     done.cancel()  # a send already acknowledged stays a success
     done.result()
+
+
+def test_a_one_message_send_is_decided_within_its_timeout_or_by_close(
+    follower: Party, make_client: ClientFactory,
+) -> None:
+    # the fast path's first attempt runs in the sender's thread: bounded by the timeout
+    follower.handler.gate = threading.Event()
+    client = make_client(follower.address)
+    started = time.monotonic()
+    with pytest.raises(OperationTimeoutError, match=r"send 'slow' at step 0 timed out after 0.2"):
+        client.send_tensor("slow", 0, np.ones(2), 0.2).result()
+    assert time.monotonic() - started < 1.5
+    # ... and closing the link from another thread ends it at once
+    threading.Timer(0.1, client.close).start()
+    started = time.monotonic()
+    with pytest.raises(SendCancelledError, match="closed"):
+        client.send_tensor("slow", 1, np.ones(2), 30.0).result()
+    assert time.monotonic() - started < 1.5
+    follower.handler.gate.set()
 
 
 def free_port() -> int:
