@@ -29,8 +29,11 @@ from openfl_like.core.fsutil import atomic_write
 from openfl_like.core.logging import get_logger, set_log_fields
 from openfl_like.core.vertical import PartyRole
 from openfl_like.plan.vertical_config import VerticalPlan
-from openfl_like.vertical import Communicator
 from openfl_like.vertical.checkpoints import CheckpointStore
+
+# (not ``from openfl_like.vertical``: the package's lazy CommunicatorCallback import counts as a
+# path to TensorFlow for import-linter)
+from openfl_like.vertical.communicator import Communicator
 from openfl_like.vertical.party_data import load_party_data
 from openfl_like.vertical.training import PartyTraining
 
