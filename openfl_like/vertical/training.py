@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -140,6 +140,21 @@ class PartyTraining:
                                 f"{size} training samples")
         return epoch_order(self.settings.seed, epoch, size), size
 
+    @staticmethod
+    def _labels(y: np.ndarray | None) -> np.ndarray:
+        if y is None:
+            raise DataError("the leader's data has no labels (y)")
+        return y
+
+    def _recv_finite(self, name: str) -> np.ndarray:
+        """The peer's float32 tensor of this step; NaN or infinity would silently ruin this
+        party's model, so it is refused (the peer passed TLS, its numbers are still checked)."""
+        array = self.comm.recv(name, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise ProtocolError(f"{self.peer} sent {name!r} at step {self.comm.step} with NaN "
+                                "or infinite values")
+        return array
+
     def _after_step(self, epoch: int, offset: int, size: int) -> None:
         self.comm.add_step()
         step = self.comm.step
@@ -149,9 +164,8 @@ class PartyTraining:
             log.debug("checkpoint %d saved (epoch %d, sample %d)", step, *position)
 
     def _train_leader(self, first_epoch: int, first_offset: int) -> None:
-        half = self.half
-        assert self.data.train.y is not None and hasattr(half, "train_step")
-        x, y = self.data.train.x, self.data.train.y
+        half = cast(LeaderModel, self.half)
+        x, y = self.data.train.x, self._labels(self.data.train.y)
         batch = self.settings.batch_size
         for epoch in range(first_epoch, self.settings.epochs):
             offset = first_offset if epoch == first_epoch else 0
@@ -161,7 +175,7 @@ class PartyTraining:
             while offset < size:
                 self.check_stop()
                 rows = order[offset:offset + batch]
-                embedding = self.comm.recv(EMBEDDING, dtype=np.float32)
+                embedding = self._recv_finite(EMBEDDING)
                 loss, right, gradient = half.train_step(x[rows], y[rows], embedding)
                 self.comm.send(GRADIENT, gradient)
                 offset += rows.size
@@ -175,8 +189,7 @@ class PartyTraining:
         self.comm.terminate_reader(TRAIN)
 
     def _train_follower(self) -> None:
-        half = self.half
-        assert hasattr(half, "forward")
+        half = cast(FollowerModel, self.half)
         x = self.data.train.x
         batch = self.settings.batch_size
         while (state := self.comm.recv_reader_state(TRAIN)) is not None:
@@ -187,7 +200,7 @@ class PartyTraining:
                 self.check_stop()
                 rows = order[offset:offset + batch]
                 self.comm.send(EMBEDDING, half.forward(x[rows]))
-                half.backward(self.comm.recv(GRADIENT, dtype=np.float32))
+                half.backward(self._recv_finite(GRADIENT))
                 offset += rows.size
                 steps += 1
                 self._after_step(epoch, offset, size)
@@ -196,15 +209,14 @@ class PartyTraining:
     # -- evaluation ----------------------------------------------------------------------------
 
     def _evaluate_leader(self) -> float:
-        half = self.half
-        assert self.data.test.y is not None and hasattr(half, "predict")
-        x, y = self.data.test.x, self.data.test.y
+        half = cast(LeaderModel, self.half)
+        x, y = self.data.test.x, self._labels(self.data.test.y)
         batch = self.settings.batch_size
         self.comm.send_reader_state(TEST, 0, 0)
         correct = 0
         for start in range(0, len(self.data.test), batch):
             self.check_stop()
-            embedding = self.comm.recv(TEST_EMBEDDING, dtype=np.float32)
+            embedding = self._recv_finite(TEST_EMBEDDING)
             correct += int(np.sum(half.predict(x[start:start + batch], embedding)
                                   == y[start:start + batch]))
             self.comm.add_step()
@@ -214,8 +226,7 @@ class PartyTraining:
         return accuracy
 
     def _evaluate_follower(self) -> float:
-        half = self.half
-        assert hasattr(half, "embed")
+        half = cast(FollowerModel, self.half)
         state = self.comm.recv_reader_state(TEST)
         if state is None:
             raise ProtocolError(f"{self.peer} ended the test reader before starting it")

@@ -191,3 +191,29 @@ def test_reader_state_outside_the_data_is_refused(tmp_path: Path, role: PartyRol
                              NumpyFollower(32, 16), CheckpointStore(tmp_path, keep=2))
     with pytest.raises(Exception, match="outside the"):
         training._batches(0, 10**6)
+
+
+def test_a_non_finite_embedding_is_refused(tmp_path: Path) -> None:
+    # Prepare: a follower whose embedding of the 3rd batch holds a NaN
+    plan = _plan(tmp_path)
+    calls = {"n": 0}
+
+    class BadFollower(NumpyFollower):
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            calls["n"] += 1
+            out = super().forward(x)
+            if calls["n"] == 3:
+                out[0, 0] = np.nan
+            return out
+
+    def halves(role: PartyRole, features: int) -> Any:
+        if role is PartyRole.LEADER:
+            return NumpyLeader(features, plan.model.embedding_dim)
+        return BadFollower(features, plan.model.embedding_dim)
+
+    # Execute
+    out = run_pair_with(plan, tmp_path, halves)
+    # Assert
+    error = out.errors[PartyRole.LEADER]
+    assert "bank sent 'embedding' at step 2 with NaN or infinite values" in str(error)
+    assert isinstance(out.errors[PartyRole.FOLLOWER], PeerGoneError)
