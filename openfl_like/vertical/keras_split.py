@@ -40,6 +40,12 @@ def _optimizer(settings: SplitModelSettings) -> Any:
     return keras.optimizers.Adam(learning_rate=settings.learning_rate)
 
 
+def _init(settings: SplitModelSettings, layer: int) -> Any:
+    """A kernel initializer seeded per layer, not from Keras's global seed: a process (or a
+    test) that builds both halves at once still gets the same weights every time."""
+    return keras.initializers.GlorotUniform(seed=settings.seed * 16 + layer)
+
+
 class _Half:
     """What both halves share: a model, its optimizer, and their state as named arrays."""
 
@@ -91,10 +97,10 @@ class FollowerHalf(_Half):
     """The follower's bottom model: features -> embedding."""
 
     def __init__(self, settings: SplitModelSettings, num_features: int) -> None:
-        keras.utils.set_random_seed(settings.seed * 2 + 1)
         self.model = keras.Sequential([
             keras.Input((num_features,), name="follower_features"),
-            keras.layers.Dense(settings.embedding_dim, activation="tanh", name="bottom"),
+            keras.layers.Dense(settings.embedding_dim, activation="tanh", name="bottom",
+                               kernel_initializer=_init(settings, 1)),
         ], name="follower_bottom")
         self._init_optimizer(settings)
         self._pending: tuple[np.ndarray, tuple[int, ...]] | None = None
@@ -149,16 +155,15 @@ class LeaderHalf(_Half):
     """The leader's bottom model, the concatenation and the top model."""
 
     def __init__(self, settings: SplitModelSettings, num_features: int) -> None:
-        keras.utils.set_random_seed(settings.seed * 2 + 2)
         own = keras.Input((num_features,), name="leader_features")
         received = keras.Input((settings.embedding_dim,), name="follower_embedding")
-        bottom = keras.layers.Dense(settings.embedding_dim, activation="tanh",
-                                    name="bottom")(own)
+        bottom = keras.layers.Dense(settings.embedding_dim, activation="tanh", name="bottom",
+                                    kernel_initializer=_init(settings, 2))(own)
         joined = keras.layers.Concatenate(name="concat")([bottom, received])
-        hidden = keras.layers.Dense(settings.hidden_units, activation="relu",
-                                    name="hidden")(joined)
-        output = keras.layers.Dense(settings.num_classes, activation="softmax",
-                                    name="output")(hidden)
+        hidden = keras.layers.Dense(settings.hidden_units, activation="relu", name="hidden",
+                                    kernel_initializer=_init(settings, 3))(joined)
+        output = keras.layers.Dense(settings.num_classes, activation="softmax", name="output",
+                                    kernel_initializer=_init(settings, 4))(hidden)
         self.model = keras.Model([own, received], output, name="leader_top")
         self.embedding_dim = settings.embedding_dim
         self._loss = keras.losses.SparseCategoricalCrossentropy()
