@@ -36,6 +36,7 @@ from openfl_like.vertical.checkpoints import CheckpointStore
 from openfl_like.vertical.communicator import Communicator
 from openfl_like.vertical.party_data import load_party_data
 from openfl_like.vertical.training import PartyTraining
+from openfl_like.vertical.wiring import default_settings, resolve_tls_files
 
 log = get_logger(__name__)
 
@@ -80,9 +81,15 @@ def run_party(plan: VerticalPlan, role: PartyRole | str, *, workspace: Path | No
     if fresh:
         store.clear()
         progress("--fresh: previous checkpoints removed")
+    # The certificate files (FX_VERTICAL_* overrides included) are found now, so a missing one
+    # is reported before seconds of TensorFlow import.
+    settings = default_settings()
+    tls_files = resolve_tls_files(name=me.name, tls_files=None, pki_dir=pki_dir,
+                                  settings=settings)
+    tls_files.read()  # ConfigError naming the file that is missing or unreadable
     comm = Communicator(
         role, peer.address, me.listen, name=me.name, peer_name=peer.name,
-        session_id=plan.session_id, pki_dir=pki_dir,
+        session_id=plan.session_id, tls_files=tls_files, settings=settings,
         default_timeout_ms=plan.timeouts.default_ms,
         connect_timeout_ms=plan.timeouts.connect_ms,
         scan_interval_ms=plan.timeouts.scan_interval_ms)

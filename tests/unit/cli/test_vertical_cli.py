@@ -38,3 +38,19 @@ def test_an_unknown_role_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, output = _run(["vertical", "start", "--role", "boss", "--plan", str(tmp_path)], capsys)
     assert code == 2 and "'boss' is not one of 'leader', 'follower'" in output
     assert "Traceback" not in output
+
+
+def test_a_missing_certificate_is_named_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: a valid plan, an empty PKI folder
+    (tmp_path / "plan.yaml").write_text(
+        "session_id: s\nworkspace: ws\nleader: {name: shop, address: '127.0.0.1:1'}\n"
+        "follower: {name: bank, address: '127.0.0.1:2'}\n")
+    # Execute
+    code, output = _run(["vertical", "start", "--role", "follower", "--plan", str(tmp_path),
+                         "--pki-dir", str(tmp_path / "pki")], capsys)
+    # Assert
+    assert code != 0
+    assert output.strip().splitlines()[-1] == (
+        f"fx: error: cannot read certificate {tmp_path / 'pki' / 'certs' / 'bank.crt'}: "
+        "No such file or directory")
