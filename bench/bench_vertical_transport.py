@@ -8,8 +8,10 @@ TLS with certificates from our PKI (in a temp dir), on 127.0.0.1. One step: the 
 32x64 float32 activation and waits for the follower's ack; the follower's inbox hands it to the
 follower's thread, which sends back a 32x64 float32 gradient; the leader's thread takes it from
 its inbox. That is the communicator's per-step round trip without its own bookkeeping (target:
-well under 2 ms). Then one ``--mib`` MiB tensor, streamed in 4 MiB pieces, against a plain TLS
-socket pair moving the same bytes in the same run.
+well under 2 ms). The floor, in the same run: the same exchange between two plain grpc servers
+whose handler only queues the request bytes (same TLS, same threads; no checks, no decoding).
+Then one ``--mib`` MiB tensor, streamed in 4 MiB pieces, against a plain TLS socket pair moving
+the same bytes in the same run.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ import statistics
 import tempfile
 import threading
 import time
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 from openfl_like.core.ids import Role
 from openfl_like.core.vertical import Control, Hello, PartyRole, StepTensor
 from openfl_like.pki import CertificateAuthority, PkiStore
-from openfl_like.transport.credentials import TlsFiles
+from openfl_like.transport.credentials import TlsFiles, channel_credentials, server_credentials
 from openfl_like.transport.vertical_client import VerticalPeerClient
 from openfl_like.transport.vertical_server import VerticalPeerServer
 
@@ -55,6 +59,70 @@ def party(store: PkiStore, me: str, peer: str, role: PartyRole):
     server = VerticalPeerServer(inbox, me=me, peer=peer, session_id=SESSION, my_role=role,
                                 tls_files=TlsFiles.for_participant(store, me))
     return inbox, server.start("127.0.0.1", 0)
+
+
+def exchange(send_to_follower, send_to_leader, leader_q, follower_q, steps: int) -> list[float]:
+    """Step round trips in ms: leader sends, follower answers from its own thread."""
+    stop = threading.Event()
+
+    def follower() -> None:
+        while not stop.is_set():
+            try:
+                got = follower_q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            send_to_leader(got)
+
+    thread = threading.Thread(target=follower, daemon=True)
+    thread.start()
+    times = []
+    for step in range(steps + 200):
+        started = time.perf_counter()
+        send_to_follower(step)
+        leader_q.get(timeout=5)
+        if step >= 200:  # warm-up: connections, thread pools
+            times.append((time.perf_counter() - started) * 1000)
+    stop.set()
+    thread.join()
+    return sorted(times)
+
+
+def summary(ms: list[float]) -> str:
+    return (f"median {statistics.median(ms):.3f} ms, p90 {ms[int(len(ms) * 0.9)]:.3f} ms, "
+            f"p99 {ms[int(len(ms) * 0.99)]:.3f} ms")
+
+
+def grpc_floor(store: PkiStore, payload: bytes, steps: int) -> list[float]:
+    """The same exchange between plain grpc servers that only queue the request bytes."""
+    servers, queues, ports = [], [], []
+    for name in ("shop", "bank"):
+        inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        server = grpc.server(futures.ThreadPoolExecutor(4))
+
+        def put(raw: bytes, _context: object, inbox: queue.SimpleQueue[bytes] = inbox) -> bytes:
+            inbox.put(raw)
+            return b""
+
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+            "floor", {"Put": grpc.unary_unary_rpc_method_handler(put)})])
+        ports.append(server.add_secure_port(
+            "127.0.0.1:0", server_credentials(TlsFiles.for_participant(store, name))))
+        server.start()
+        servers.append(server)
+        queues.append(inbox)
+    callers = ("bank", "shop")  # the follower calls the leader's server, and back
+    channels = [grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(
+        TlsFiles.for_participant(store, caller))) for port, caller in zip(ports, callers,
+                                                                          strict=True)]
+    to_leader, to_follower = (c.unary_unary("/floor/Put") for c in channels)
+    try:
+        return exchange(lambda _step: to_follower(payload, timeout=5),
+                        lambda got: to_leader(got, timeout=5), queues[0], queues[1], steps)
+    finally:
+        for channel in channels:
+            channel.close()
+        for server in servers:
+            server.stop(0)
 
 
 def tls_socket_throughput(store: PkiStore, nbytes: int) -> float:
@@ -109,31 +177,14 @@ def main() -> None:
             leader_server.address, me="bank", peer="shop", session_id=SESSION,
             my_role=PartyRole.FOLLOWER, tls_files=TlsFiles.for_participant(store, "bank"))
         activation = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
-        stop = threading.Event()
-
-        def follower() -> None:
-            while not stop.is_set():
-                try:
-                    got = follower_inbox.tensors.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                to_leader.send_tensor("gradient", got.step, got.array * 0.5, 5.0).result()
-
-        thread = threading.Thread(target=follower, daemon=True)
-        thread.start()
-        times = []
-        for step in range(args.steps + 200):
-            started = time.perf_counter()
-            to_follower.send_tensor("activation", step, activation, 5.0).result()
-            leader_inbox.tensors.get(timeout=5)
-            if step >= 200:  # warm-up: connections, thread pools
-                times.append(time.perf_counter() - started)
-        stop.set()
-        thread.join()
-        ms = sorted(t * 1000 for t in times)
-        print(f"step round trip, 32x64 float32 each way, {len(ms)} steps: "
-              f"median {statistics.median(ms):.3f} ms, p90 {ms[int(len(ms) * 0.9)]:.3f} ms, "
-              f"p99 {ms[int(len(ms) * 0.99)]:.3f} ms")
+        ms = exchange(
+            lambda step: to_follower.send_tensor("activation", step, activation, 5.0).result(),
+            lambda got: to_leader.send_tensor("gradient", got.step, got.array * 0.5, 5.0
+                                              ).result(),
+            leader_inbox.tensors, follower_inbox.tensors, args.steps)
+        print(f"step round trip, 32x64 float32 each way, {len(ms)} steps: {summary(ms)}")
+        floor = grpc_floor(store, activation.tobytes(), args.steps)
+        print(f"  floor: plain grpc servers that only queue the bytes: {summary(floor)}")
 
         big = np.ones(args.mib << 20, dtype=np.uint8)
         for _ in range(2):

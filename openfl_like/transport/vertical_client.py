@@ -29,12 +29,8 @@ into each message, issued as a grpc future. Each send returns a :class:`PendingS
 
 from __future__ import annotations
 
-import random
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 import numpy as np
@@ -49,7 +45,7 @@ from openfl_like.core.errors import (
     ResourceLimitError,
 )
 from openfl_like.core.logging import get_logger
-from openfl_like.core.vertical import Control, Hello, OperationTimeoutError, PartyRole
+from openfl_like.core.vertical import Control, Hello, PartyRole
 from openfl_like.protocol import vertical_pb2 as pb
 from openfl_like.protocol.chunking import split_bytes
 from openfl_like.protocol.codec import as_wire_array, dtype_name, raw_bytes
@@ -65,22 +61,16 @@ from openfl_like.transport.credentials import TlsFiles, channel_credentials
 from openfl_like.transport.hostname import hostname_mismatch_error, is_hostname_mismatch
 from openfl_like.transport.server import INSECURE_WARNING
 from openfl_like.transport.status import error_from_rpc
+from openfl_like.transport.vertical_pending import (
+    RETRIED_CODES,
+    PendingSend,
+    SendCancelledError,
+    is_oversize,
+)
 from openfl_like.transport.vertical_settings import VerticalTransportSettings
 
 _log = get_logger(__name__)
 
-_RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
-_OVERSIZE = ("larger than max", "message too large")  # grpc's own limit: never passes later
-
-
-def _is_oversize(details: str) -> bool:
-    return any(marker in details.lower() for marker in _OVERSIZE)
-
-
-class SendCancelledError(ConnectionFailedError):
-    """A send abandoned by ``PendingSend.cancel()``, or by closing the link."""
-
-    code = "cancelled"
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -144,7 +134,7 @@ class VerticalPeerClient:
         else:
             self._channel = grpc.secure_channel(
                 peer_addr, channel_credentials(self._tls_files), options)
-        self._closed = False
+        self.closed = False
         reply = pb.PeerReply.FromString
         self._connect = self._channel.unary_unary(
             VERTICAL_RPCS["Connect"].path, request_serializer=None, response_deserializer=reply)
@@ -170,7 +160,7 @@ class VerticalPeerClient:
             reply = self._connect(request, timeout=timeout_s)
         except grpc.RpcError as error:
             raise self.error_of(error, "connect") from None
-        self._check_reply(reply, "connect")
+        self.check_reply(reply, "connect")
 
     def send_tensor(self, name: str, step: int, array: np.ndarray, timeout_s: float
                     ) -> PendingSend:
@@ -201,7 +191,7 @@ class VerticalPeerClient:
 
     def close(self) -> None:
         """Close the channel: pending sends fail with SendCancelledError, new ones too."""
-        self._closed = True
+        self.closed = True
         self._channel.close()
 
     # -- internals -------------------------------------------------------------------------
@@ -234,10 +224,10 @@ class VerticalPeerClient:
         return PendingSend(self, what, timeout_s, issue, blocking)
 
     def _check_open(self, what: str) -> None:
-        if self._closed:
+        if self.closed:
             raise SendCancelledError(f"{what}: the link to peer {self.peer} is closed")
 
-    def _check_reply(self, reply: pb.PeerReply, what: str) -> None:
+    def check_reply(self, reply: pb.PeerReply, what: str) -> None:
         """The reply comes from the peer we dialled, to us, in our session, from its role."""
         header = reply.header if reply.HasField("header") else None
         if header is None or not header.sender:
@@ -263,10 +253,10 @@ class VerticalPeerClient:
                 error, what=what, server=f"peer {self.peer}", host=self._host, port=self._port,
                 dialled=self.settings.target_name_override or self._host,
                 tls_files=self._tls_files)
-        if code is grpc.StatusCode.CANCELLED and self._closed:
+        if code is grpc.StatusCode.CANCELLED and self.closed:
             return SendCancelledError(f"{what}: the link to peer {self.peer} was closed")
         details = (error.details() if hasattr(error, "details") else "") or ""
-        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and _is_oversize(details):
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and is_oversize(details):
             return ResourceLimitError(
                 f"{what}: a message over the size limit ({details}); our limit to send is "
                 f"{self.settings.client_max_send_bytes} bytes (FX_VERTICAL_CLIENT_MAX_SEND_BYTES),"
@@ -278,10 +268,10 @@ class VerticalPeerClient:
 
     def retryable(self, error: grpc.RpcError) -> bool:
         code = error.code() if hasattr(error, "code") else None
-        if code not in _RETRIED or is_hostname_mismatch(error) or self._closed:
+        if code not in RETRIED_CODES or is_hostname_mismatch(error) or self.closed:
             return False
         details = (error.details() if hasattr(error, "details") else "") or ""
-        return not _is_oversize(details)
+        return not is_oversize(details)
 
 
 @dataclass(frozen=True)
@@ -304,184 +294,6 @@ class _WireTensor:
 
 
 _DTYPE_NAMES: dict[np.dtype, str] = {}  # dtype_name() is slow for the per-step path
-
-
-class PendingSend:
-    """One send in flight (``vertical.link.PendingSend``); see the module docstring."""
-
-    def __init__(self, client: VerticalPeerClient, what: str, timeout_s: float,
-                 issue: Callable[[float], grpc.Future],
-                 blocking: Callable[[float], pb.PeerReply] | None = None) -> None:
-        self._client = client
-        self._what = what
-        self._timeout_s = timeout_s
-        self._deadline = time.monotonic() + timeout_s
-        self._issue = issue
-        self._lock = threading.Lock()
-        self._cancelled = threading.Event()  # also wakes a backoff wait
-        self._outcome: tuple[OpenflLikeError | None] | None = None
-        self._attempts = 1
-        self._future: Any
-        if blocking is None:
-            self._future = issue(max(timeout_s, 0.0))
-            return
-        # The first attempt of a one-message send runs in this thread: grpc's blocking call
-        # polls its own completion queue, where a future starts grpc's channel thread anew for
-        # each call on an idle channel (~0.3 ms each time). The send is then already decided
-        # when the caller gets it, unless it is to be retried (futures from then on).
-        try:
-            reply = blocking(max(timeout_s, 0.0))
-        except grpc.RpcError as error:
-            self._future = _Failed(error)
-            if not self._will_retry(error):
-                self._outcome = (self._final_error(error),)
-        except ValueError:  # grpc: the channel is closed
-            self._future = _Failed(None)
-            self._outcome = (self._cancelled_error(),)
-        else:
-            self._future = _Failed(None)
-            try:
-                client._check_reply(reply, what)
-            except OpenflLikeError as error:
-                self._outcome = (error,)
-            else:
-                self._outcome = (None,)
-
-    def done(self) -> bool:
-        if self._outcome is not None or self._cancelled.is_set():
-            return True
-        future = self._future
-        if not future.done():
-            return False
-        if future.cancelled():
-            return True
-        error = future.exception()
-        return not (isinstance(error, grpc.RpcError) and self._will_retry(error))
-
-    def cancel(self) -> None:
-        with self._lock:
-            if self._outcome is not None:
-                return
-            future = self._future
-            if future.done() and not future.cancelled() and future.exception() is None:
-                return  # acknowledged already: stays a success
-            self._cancelled.set()
-        future.cancel()
-
-    def result(self) -> None:
-        while self._outcome is None:
-            if self._cancelled.is_set():
-                raise self._cancelled_error()
-            future = self._future
-            final: OpenflLikeError | None = None
-            try:
-                reply = future.result()
-            except grpc.FutureCancelledError:
-                final = self._cancelled_error()
-            except grpc.RpcError as error:
-                if self._cancelled.is_set():
-                    final = self._cancelled_error()
-                elif self._will_retry(error):
-                    self._retry(future, error)
-                    continue
-                else:
-                    final = self._final_error(error)
-            else:
-                try:
-                    self._client._check_reply(reply, self._what)
-                except OpenflLikeError as error:
-                    final = error
-            self._finish(final)
-        self._raise_outcome()
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _remaining(self) -> float:
-        return self._deadline - time.monotonic()
-
-    def _will_retry(self, error: grpc.RpcError) -> bool:
-        return self._client.retryable(error) and self._remaining() > 0.001
-
-    def _retry(self, failed: Any, error: grpc.RpcError) -> None:
-        settings = self._client.settings
-        cap = min(settings.retry_max_seconds,
-                  settings.retry_initial_seconds * 2 ** (self._attempts - 1))
-        wait = min(random.uniform(cap / 2, cap), max(self._remaining(), 0.0))  # noqa: S311
-        _log.debug("%s: %s; retry %d in %.2f s", self._what, error.code(), self._attempts, wait)
-        if self._cancelled.wait(wait):
-            raise self._cancelled_error()
-        with self._lock:
-            if self._cancelled.is_set():
-                raise self._cancelled_error()
-            if self._future is failed:  # another waiter may have re-issued already
-                remaining = self._remaining()
-                if remaining <= 0:
-                    self._outcome = (self._timed_out(error),)
-                    return
-                try:
-                    self._future = self._issue(remaining)
-                except ValueError:  # grpc: the channel was closed meanwhile
-                    raise self._cancelled_error() from None
-                self._attempts += 1
-
-    def _final_error(self, error: grpc.RpcError) -> OpenflLikeError:
-        code = error.code() if hasattr(error, "code") else None
-        if code is grpc.StatusCode.DEADLINE_EXCEEDED or (
-                code in _RETRIED and self._remaining() <= 0.001
-                and not is_hostname_mismatch(error)):
-            return self._timed_out(error)
-        return self._client.error_of(error, self._what)
-
-    def _timed_out(self, last: grpc.RpcError) -> OpenflLikeError:
-        client = self._client
-        code = last.code() if hasattr(last, "code") else None
-        why = "" if code is grpc.StatusCode.DEADLINE_EXCEEDED else \
-            f"; last: {describe_failure(last, client.peer_addr, server=f'peer {client.peer}')}"
-        return OperationTimeoutError(
-            f"{self._what} timed out after {self._timeout_s:g} s (peer {client.peer} at "
-            f"{client.peer_addr}, {self._attempts} attempt(s){why})")
-
-    def _cancelled_error(self) -> SendCancelledError:
-        if not self._cancelled.is_set():
-            return SendCancelledError(f"{self._what}: the link to peer {self._client.peer} "
-                                      f"was closed")
-        return SendCancelledError(f"{self._what} cancelled (peer {self._client.peer} at "
-                                  f"{self._client.peer_addr})")
-
-    def _finish(self, error: OpenflLikeError | None) -> None:
-        with self._lock:
-            if self._outcome is None:
-                self._outcome = (error,)
-
-    def _raise_outcome(self) -> None:
-        assert self._outcome is not None
-        error = self._outcome[0]
-        if error is not None:
-            raise error
-
-
-class _Failed:
-    """The future-like of a blocking first attempt (its error, or None once decided)."""
-
-    def __init__(self, error: grpc.RpcError | None) -> None:
-        self._error = error
-
-    def done(self) -> bool:
-        return True
-
-    def cancelled(self) -> bool:
-        return False
-
-    def cancel(self) -> bool:
-        return False
-
-    def exception(self) -> BaseException | None:
-        return self._error
-
-    def result(self) -> pb.PeerReply:
-        if self._error is not None:
-            raise self._error
-        raise AssertionError("a decided send has no result to wait for")  # pragma: no cover
 
 
 __all__ = ["PendingSend", "SendCancelledError", "VerticalPeerClient", "channel_options",

@@ -313,12 +313,15 @@ def test_streams_beyond_the_cap_are_resource_exhausted(
             assert code is Code.RESOURCE_EXHAUSTED and "tensor streams open" in details
             # unary calls still find a worker while the stream sits
             make_client(party.address).put_tensor("u", 0, np.ones(2), 5.0).result()
+            # our client's stream is refused too, and retried with backoff ...
+            client = make_client(party.address, settings=fast(chunk_bytes=8))
+            pending = client.stream_tensor("s", 0, np.arange(4), 5.0)
+            threading.Timer(0.2, silent.release.set).start()  # ... until the slot frees
+            pending.result()
+            assert pending._attempts > 1  # it was refused at first
         finally:
             silent.release.set()
             holder.cancel()
-    # the client retries RESOURCE_EXHAUSTED: once the slot is free the stream goes through
-    make_client(party.address, settings=fast(chunk_bytes=8)).stream_tensor(
-        "s", 0, np.arange(4), 5.0).result()
     assert sorted(t.name for t in party.handler.tensors) == ["s", "u"]
 
 

@@ -45,9 +45,9 @@ def test_replies_must_come_from_the_peer_to_us_in_our_session(header, error, rea
     client = VerticalPeerClient("127.0.0.1:1", me="shop", peer="bank", session_id="s1",
                                 my_role=PartyRole.LEADER, tls_files=None)
     try:
-        client._check_reply(pb.PeerReply(header=header_pb("bank", "shop", "s1",
+        client.check_reply(pb.PeerReply(header=header_pb("bank", "shop", "s1",
                                                           PartyRole.FOLLOWER)), "send")
         with pytest.raises(error, match=reason):
-            client._check_reply(pb.PeerReply(header=header) if header else pb.PeerReply(), "send")
+            client.check_reply(pb.PeerReply(header=header) if header else pb.PeerReply(), "send")
     finally:
         client.close()
