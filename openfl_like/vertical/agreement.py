@@ -62,8 +62,10 @@ class PartyComm(Protocol):
 
 def settings_digest(plan: VerticalPlan) -> bytes:
     """What both parties must share beyond the session id: the model and training numbers,
-    the checkpoint cadence (versions must line up) and the data split settings."""
-    shared = {"model": asdict(plan.model), "every_steps": plan.checkpoint.every_steps,
+    the checkpoint cadence (versions must line up) and the data split settings. Not the epoch
+    count: only the leader counts epochs (the follower reads until the leader ends the reader)."""
+    model = {k: v for k, v in asdict(plan.model).items() if k != "epochs"}
+    shared = {"model": model, "every_steps": plan.checkpoint.every_steps,
               "data": {"source": plan.data.source, "seed": plan.data.seed,
                        "test_fraction": plan.data.test_fraction}}
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).digest()

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from openfl_like.core.errors import DataError
+from openfl_like.core.errors import DataError, PlanMismatchError
 from openfl_like.core.vertical import PartyRole, PeerGoneError
 from openfl_like.plan.vertical_config import VerticalPlan, parse_vertical_plan
 from openfl_like.vertical.checkpoints import CheckpointStore
@@ -56,18 +56,20 @@ def run_pair(plan: VerticalPlan, root: Path, *,
 
 def run_pair_with(plan: VerticalPlan, root: Path, halves: Callable[[PartyRole, int], Any], *,
                   data: dict[PartyRole, PartyData] | None = None,
-                  stop: dict[PartyRole, Callable[[], None]] | None = None) -> Outcome:
+                  stop: dict[PartyRole, Callable[[], None]] | None = None,
+                  follower_plan: VerticalPlan | None = None) -> Outcome:
     """Both parties in two threads, each shutting its communicator down at its end."""
     leader_comm, follower_comm = make_pair()
     start_both(leader_comm, follower_comm)
     outcome = Outcome()
 
     def party(role: PartyRole, comm: Any) -> None:
+        plan_here = follower_plan if role is PartyRole.FOLLOWER and follower_plan else plan
         own = (data or {}).get(role) or load_party_data(plan, role)
         half = halves(role, own.num_features)
         outcome.halves[role] = half
         store = CheckpointStore(root / plan.party(role).name, keep=plan.checkpoint.keep)
-        training = PartyTraining(plan, role, comm, own, half, store,
+        training = PartyTraining(plan_here, role, comm, own, half, store,
                                  check_stop=(stop or {}).get(role, lambda: None),
                                  progress=outcome.lines[role].append)
         try:
@@ -217,3 +219,19 @@ def test_a_non_finite_embedding_is_refused(tmp_path: Path) -> None:
     error = out.errors[PartyRole.LEADER]
     assert "bank sent 'embedding' at step 2 with NaN or infinite values" in str(error)
     assert isinstance(out.errors[PartyRole.FOLLOWER], PeerGoneError)
+
+
+def test_plans_that_differ_fail_at_both_but_the_epoch_count_may(tmp_path: Path) -> None:
+    # Prepare: the follower's plan has another learning rate
+    plan = _plan(tmp_path / "a")
+    other = dataclasses.replace(plan, model=dataclasses.replace(plan.model, learning_rate=0.5))
+    # Execute
+    out = run_pair_with(plan, tmp_path / "a", _numpy_halves(plan), follower_plan=other)
+    # Assert
+    for role in PartyRole:
+        assert isinstance(out.errors[role], PlanMismatchError), out.errors
+        assert "plan settings (model, checkpoint steps) differ" in str(out.errors[role])
+    # only the leader counts epochs: a follower plan with another count trains along
+    longer = dataclasses.replace(plan, model=dataclasses.replace(plan.model, epochs=99))
+    fine = run_pair_with(plan, tmp_path / "b", _numpy_halves(plan), follower_plan=longer)
+    assert not fine.errors, fine.errors
