@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install ops-tools test test-fast demo demo-director demo-pki examples-data lint bench proto docs clean
+.PHONY: install ops-tools test test-fast demo demo-director demo-vertical demo-pki examples-data lint bench proto docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ demo: $(STAMP)  ## the main job: Keras CNN on digits, 3 collaborators, mutual TL
 
 demo-director: $(STAMP)  ## a director, 3 envoys on digits shards, an experiment from the CLI (metrics stream)
 	$(BIN)/python plans/director_digits/demo.py
+
+demo-vertical: $(STAMP)  ## two-party vertical learning on digits: leader + follower, split model, mutual TLS
+	$(BIN)/fx vertical run --plan plans/vertical_digits
 
 demo-pki: $(STAMP)  ## only the PKI part: issue and verify a workspace's certificates
 	bash bench/demo_pki.sh

@@ -61,3 +61,10 @@ def ensure_director_pki(
     wanted = ([(director, Role.DIRECTOR)] + [(e, Role.ENVOY) for e in envoys]
               + [(x, Role.EXPERIMENTER) for x in experimenters])
     return _issue_missing(store, wanted, director_hosts)
+
+
+def ensure_vertical_pki(store: PkiStore, *, parties: Iterable[str],
+                        hosts: Iterable[str] = ()) -> PkiReport:
+    """The CA and one ``party`` certificate per party of a single-host vertical pair (both
+    serve and call, so each certificate names this host and ``hosts`` in its SANs)."""
+    return _issue_missing(store, [(p, Role.PARTY) for p in parties], hosts)

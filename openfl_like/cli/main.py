@@ -37,6 +37,10 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "openfl_like.cli.envoy", "envoy",
         "Run a site's envoy for a director; approve or reject its experiments.",
     ),
+    "vertical": (
+        "openfl_like.cli.vertical", "vertical",
+        "Two-party vertical learning: run a leader or a follower, or both locally.",
+    ),
 }
 
 

@@ -131,6 +131,18 @@ def _test_split(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray
     return sharding.stratified_split(y, test_fraction, _rng(seed, _STREAM_TEST))
 
 
+def load_digits_with_ids(
+    *, seed: int = 0, test_fraction: float = 0.2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train_ids, test_ids, x, y): the whole data set (read-only) and the indices of the same
+    held-out split as :func:`load_digits_test_set`. The indices serve as sample ids, e.g. for
+    two vertical parties that must hold the same samples in the same order."""
+    x, y = _load_arrays()
+    train_idx, test_idx = _test_split(seed, test_fraction)
+    return _readonly(np.asarray(train_idx, dtype=np.int64)), _readonly(
+        np.asarray(test_idx, dtype=np.int64)), x, y
+
+
 def load_digits_test_set(
     *, seed: int = 0, test_fraction: float = 0.2
 ) -> tuple[np.ndarray, np.ndarray]:

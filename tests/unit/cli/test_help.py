@@ -30,7 +30,7 @@ def test_every_group_of_the_guide_exists() -> None:
     names = {" ".join(path) for path, _ in _all_commands()}
     for expected in ("pki init", "pki certify", "pki csr", "pki sign", "pki verify", "pki revoke",
                      "pki list", "plan validate", "plan run", "aggregator start",
-                     "aggregator status", "collaborator start"):
+                     "aggregator status", "collaborator start", "vertical start", "vertical run"):
         assert expected in names
 
 
@@ -48,7 +48,7 @@ def test_every_command_and_option_has_help(path: tuple[str, ...], command: click
 def test_help_imports_neither_grpc_nor_tensorflow() -> None:
     code = ("import sys\nfrom openfl_like.cli.main import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "for group in ('plan', 'aggregator', 'collaborator'):\n"
+            "for group in ('plan', 'aggregator', 'collaborator', 'vertical'):\n"
             "    try:\n        main([group, '--help'])\n    except SystemExit:\n        pass\n"
             "bad = [m for m in ('grpc', 'tensorflow', 'keras') if m in sys.modules]\n"
             "print('LOADED', bad)")
