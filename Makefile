@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test files run on this many pytest-xdist workers (0: in this process, one after another). Two
+# fit a 2-core machine: the end-to-end tests spend much of their time waiting on subprocesses.
+TEST_WORKERS ?= 2
 
 .PHONY: install ops-tools test test-fast demo demo-director demo-vertical demo-pki examples-data lint bench proto docs clean
 
@@ -29,10 +32,10 @@ ops-tools:  ## Debian's prometheus (server + promtool) when missing and apt-get 
 	  else echo "prometheus missing (apt-get install prometheus): its tests are skipped"; fi; }
 
 test: $(STAMP) ops-tools  ## the whole suite: unit, integration (real servers) and end-to-end (fx CLI)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## everything but the end-to-end tests
-	$(BIN)/python -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not e2e" $(PYTEST_ARGS)
 
 demo: $(STAMP)  ## the main job: Keras CNN on digits, 3 collaborators, mutual TLS, 10 rounds
 	$(BIN)/fx plan run plans/keras_digits
