@@ -8,8 +8,11 @@ INVALID_ARGUMENT with a reason and leaves nothing behind.
 The two tensor messages (``TensorPut``, ``TensorPiece``) are encoded and decoded by hand,
 byte-for-byte as protobuf does (a test compares with the generated classes), as
 :mod:`.wire` does for the aggregator's streams: the sender copies the tensor's bytes once, into
-the message; the receiver wraps a ``TensorPut``'s bytes without copying them (``np.frombuffer``
-over the received message) and copies a ``TensorPiece``'s once, into the tensor's buffer.
+the message; the receiver wraps a large ``TensorPut``'s bytes without copying them
+(``np.frombuffer`` over the received message) and copies a ``TensorPiece``'s once, into the
+tensor's buffer. A small ``TensorPut`` (at most ``SMALL_PUT_BYTES``: the per-step fast path) is
+parsed by the generated class instead: its C parser takes ~1 us where ours takes ~6, and the
+one copy of its few bytes costs less than that difference.
 """
 
 from __future__ import annotations
@@ -154,9 +157,19 @@ def _decode(raw: bytes, what: str, *, piece: bool) -> TensorMessage:
     return TensorMessage(header, meta, data)
 
 
+SMALL_PUT_BYTES = 64 * 1024
+
+
 def decode_put(raw: bytes) -> TensorMessage:
     """Parse a ``TensorPut``; ProtocolError (INVALID_ARGUMENT) when malformed."""
-    return _decode(raw, "PutTensor", piece=False)
+    if len(raw) > SMALL_PUT_BYTES:
+        return _decode(raw, "PutTensor", piece=False)
+    try:
+        message = pb.TensorPut.FromString(raw)
+    except DecodeError as exc:
+        raise ProtocolError(f"PutTensor: malformed request ({exc})") from None
+    return TensorMessage(message.header if message.HasField("header") else None,
+                         message.meta if message.HasField("meta") else None, message.data)
 
 
 def decode_piece(raw: bytes) -> TensorMessage:
