@@ -83,6 +83,7 @@ def _field(number: int, payload: bytes | memoryview) -> list[bytes | memoryview]
     return [_key(number), _varint(len(payload)), payload]
 
 
+_HEADER_KEY, _PUT_META_KEY, _PUT_DATA_KEY = _key(_HEADER), _key(_PUT_META), _key(_PUT_DATA)
 _META_NAME, _META_ROUND = 1, 2
 _ROUND_KEY = _varint(_META_ROUND << 3)  # varint wire type
 
@@ -105,9 +106,9 @@ def encode_meta(name: str, step: int, dtype: str, shape: tuple[int, ...], nbytes
 def encode_put(header: bytes, meta: bytes, data: bytes | memoryview) -> bytes:
     """Wire bytes of a ``TensorPut`` (``header``, ``meta``: a serialized PeerHeader and
     TensorMeta)."""
-    parts = _field(_HEADER, header) + _field(_PUT_META, meta)
+    parts = [_HEADER_KEY, _varint(len(header)), header, _PUT_META_KEY, _varint(len(meta)), meta]
     if len(data):
-        parts += _field(_PUT_DATA, data)
+        parts += [_PUT_DATA_KEY, _varint(len(data)), data]
     return b"".join(parts)  # the one copy of the tensor's bytes on the sending side
 
 
