@@ -54,6 +54,8 @@ DEFAULT_MAX_INBOX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_ENTRIES = 4096
 _FULL_CHECKSUM_BYTES = 1024 * 1024  # bigger tensors keep a sampled fingerprint once consumed
 _SEEN_SEQS_KEPT = 4096
+_KEPT_ARRAY_BYTES = 64 * 1024  # a received read-only array up to this size is kept as is...
+_KEPT_BYTES = 4 * 1024 * 1024  # ...while those kept hold at most this much
 
 FailCallback = Callable[[BaseException], None]
 # Called (once) when a take has to wait: registers the wait with the monitor, given the callback
@@ -121,9 +123,12 @@ class Inbox:
         self._step = step
         self._tensors: dict[tuple[str, int], np.ndarray] = {}
         self._bytes = 0
-        self._consumed: collections.OrderedDict[tuple[str, int], tuple] = (
+        # what was received, to recognise a re-send: the array itself when small and
+        # read-only (no checksum on the fast path), else its fingerprint
+        self._consumed: collections.OrderedDict[tuple[str, int], tuple | np.ndarray] = (
             collections.OrderedDict()
         )
+        self._kept_bytes = 0  # of the arrays kept in _consumed (at most _KEPT_BYTES)
         self._controls: dict[tuple[str, str], collections.deque[Control]] = {}
         self._control_count = 0
         self._seen: set[int] = set()
@@ -179,7 +184,8 @@ class Inbox:
                 raise RefusedError(self._conflict(key))
             done = self._consumed.get(key)
             if done is not None:
-                if done == _fingerprint(array):
+                if _same(done, array) if isinstance(done, np.ndarray) \
+                        else done == _fingerprint(array):
                     return
                 raise RefusedError(self._conflict(key))
             if array.nbytes > self.max_bytes:  # would never fit: final, not worth a retry
@@ -248,7 +254,7 @@ class Inbox:
                 _log.warning("dropped tensor %r of step %d from %s, never received (now at "
                              "step %d)", key[0], key[1], self.peer, step)
             for key in [key for key in self._consumed if key[1] < step]:
-                del self._consumed[key]
+                self._forget(self._consumed.pop(key))
 
     def take_tensor(self, name: str, step: int, register: Register, what: str) -> np.ndarray:
         key = (name, step)
@@ -360,10 +366,19 @@ class Inbox:
         if array is None:
             return None
         self._bytes -= array.nbytes
-        self._consumed[key] = _fingerprint(array)
+        if (not array.flags.writeable and array.nbytes <= _KEPT_ARRAY_BYTES
+                and self._kept_bytes + array.nbytes <= _KEPT_BYTES):
+            self._consumed[key] = array  # immutable: comparing it later is exact and cheap now
+            self._kept_bytes += array.nbytes
+        else:
+            self._consumed[key] = _fingerprint(array)
         while len(self._consumed) > self.max_entries:
-            self._consumed.popitem(last=False)
+            self._forget(self._consumed.popitem(last=False)[1])
         return array
+
+    def _forget(self, done: tuple | np.ndarray) -> None:
+        if isinstance(done, np.ndarray):
+            self._kept_bytes -= done.nbytes
 
     def _pop_control(self, key: tuple[str, str]) -> Control | None:
         queue = self._controls.get(key)
