@@ -147,10 +147,12 @@ class RevocationChecker:
             self._report(problem)
             raise PkiError(problem) from None
         stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-        with self._lock:
-            loaded = self._loaded
-            if loaded is None or loaded.stamp != stamp:
-                loaded = self._loaded = self._load(stamp)
+        loaded = self._loaded  # unchanged file (every call but the first after a change): no lock
+        if loaded is None or loaded.stamp != stamp:
+            with self._lock:
+                loaded = self._loaded
+                if loaded is None or loaded.stamp != stamp:
+                    loaded = self._loaded = self._load(stamp)
         problem = loaded.problem
         if not problem and loaded.next_update is not None and self._now() > loaded.next_update:
             problem = (

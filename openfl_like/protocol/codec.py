@@ -46,10 +46,18 @@ _BY_NAME["bool"] = np.dtype("bool")
 _BY_NAME["bfloat16"] = _BFLOAT16
 
 SUPPORTED_DTYPES: tuple[str, ...] = (*_PLAIN_DTYPES, "bfloat16")
+_NAMES: dict[np.dtype, str] = {}  # dtype_name's answers (a few dtypes: the ones we carry)
 
 
 def dtype_name(dtype: np.dtype) -> str:
     """The wire name of ``dtype``; ProtocolError for anything we do not carry (object, str...)."""
+    name = _NAMES.get(dtype)  # numpy's dtype.name costs ~5 us: every send asks
+    if name is None:
+        name = _NAMES[dtype] = _dtype_name(dtype)  # (refusals raise: never remembered)
+    return name
+
+
+def _dtype_name(dtype: np.dtype) -> str:
     if dtype in (_RAW_BFLOAT16, _BFLOAT16) or dtype.name == "bfloat16":
         return "bfloat16"
     name = dtype.name

@@ -8,8 +8,11 @@ INVALID_ARGUMENT with a reason and leaves nothing behind.
 The two tensor messages (``TensorPut``, ``TensorPiece``) are encoded and decoded by hand,
 byte-for-byte as protobuf does (a test compares with the generated classes), as
 :mod:`.wire` does for the aggregator's streams: the sender copies the tensor's bytes once, into
-the message; the receiver wraps a ``TensorPut``'s bytes without copying them (``np.frombuffer``
-over the received message) and copies a ``TensorPiece``'s once, into the tensor's buffer.
+the message; the receiver wraps a large ``TensorPut``'s bytes without copying them
+(``np.frombuffer`` over the received message) and copies a ``TensorPiece``'s once, into the
+tensor's buffer. A small ``TensorPut`` (at most ``SMALL_PUT_BYTES``: the per-step fast path) is
+parsed by the generated class instead: its C parser takes ~1 us where ours takes ~6, and the
+one copy of its few bytes costs less than that difference.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ def _field(number: int, payload: bytes | memoryview) -> list[bytes | memoryview]
     return [_key(number), _varint(len(payload)), payload]
 
 
+_HEADER_KEY, _PUT_META_KEY, _PUT_DATA_KEY = _key(_HEADER), _key(_PUT_META), _key(_PUT_DATA)
 _META_NAME, _META_ROUND = 1, 2
 _ROUND_KEY = _varint(_META_ROUND << 3)  # varint wire type
 
@@ -102,9 +106,9 @@ def encode_meta(name: str, step: int, dtype: str, shape: tuple[int, ...], nbytes
 def encode_put(header: bytes, meta: bytes, data: bytes | memoryview) -> bytes:
     """Wire bytes of a ``TensorPut`` (``header``, ``meta``: a serialized PeerHeader and
     TensorMeta)."""
-    parts = _field(_HEADER, header) + _field(_PUT_META, meta)
+    parts = [_HEADER_KEY, _varint(len(header)), header, _PUT_META_KEY, _varint(len(meta)), meta]
     if len(data):
-        parts += _field(_PUT_DATA, data)
+        parts += [_PUT_DATA_KEY, _varint(len(data)), data]
     return b"".join(parts)  # the one copy of the tensor's bytes on the sending side
 
 
@@ -154,9 +158,19 @@ def _decode(raw: bytes, what: str, *, piece: bool) -> TensorMessage:
     return TensorMessage(header, meta, data)
 
 
+SMALL_PUT_BYTES = 64 * 1024
+
+
 def decode_put(raw: bytes) -> TensorMessage:
     """Parse a ``TensorPut``; ProtocolError (INVALID_ARGUMENT) when malformed."""
-    return _decode(raw, "PutTensor", piece=False)
+    if len(raw) > SMALL_PUT_BYTES:
+        return _decode(raw, "PutTensor", piece=False)
+    try:
+        message = pb.TensorPut.FromString(raw)
+    except DecodeError as exc:
+        raise ProtocolError(f"PutTensor: malformed request ({exc})") from None
+    return TensorMessage(message.header if message.HasField("header") else None,
+                         message.meta if message.HasField("meta") else None, message.data)
 
 
 def decode_piece(raw: bytes) -> TensorMessage:

@@ -43,6 +43,7 @@ the current CRL revokes, without waiting for their next call.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -104,6 +105,7 @@ class _Peer:
     role: Role | None
     error: str  # why the name/role could not be read ('' when they could)
     fingerprint: str
+    serial: int
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> _Peer:
@@ -112,7 +114,19 @@ class _Peer:
         except OpenflLikeError as exc:
             name, role, error = "", None, exc.message
         return cls(cert, cert.not_valid_before_utc, cert.not_valid_after_utc, name, role, error,
-                   certificate_fingerprint(cert))
+                   certificate_fingerprint(cert), cert.serial_number)
+
+    @functools.cached_property
+    def identities(self) -> dict[Role, PeerIdentity]:
+        """The :class:`PeerIdentity` of this certificate for each role it passed as (made
+        once: the same every call)."""
+        return {}
+
+    def identity(self, role: Role) -> PeerIdentity:
+        identity = self.identities.get(role)
+        if identity is None:
+            identity = self.identities[role] = PeerIdentity(self.name, self.fingerprint, role)
+        return identity
 
 
 @dataclass(frozen=True)
@@ -193,8 +207,7 @@ class HeaderChecker:
         expected = role or self.role
         if not self.tls:
             return PeerIdentity()
-        peer = self._check_certificate(context, expected, rpc)
-        return PeerIdentity(peer.name, peer.fingerprint, expected)
+        return self._check_certificate(context, expected, rpc).identity(expected)
 
     def check_header(
         self, context: grpc.ServicerContext, header: base_pb2.MessageHeader, peer: PeerIdentity,
@@ -297,7 +310,7 @@ class HeaderChecker:
         return names
 
     def _remember(self, peer: _Peer) -> None:
-        serial = peer.cert.serial_number
+        serial = peer.serial
         if serial not in self._seen and peer.name:
             with self._seen_lock:
                 self._seen[serial] = peer.name

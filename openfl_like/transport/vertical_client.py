@@ -295,14 +295,9 @@ class _WireTensor:
     @classmethod
     def of(cls, name: str, step: int, array: np.ndarray) -> _WireTensor:
         wire = as_wire_array(np.asarray(array))
-        dtype = _DTYPE_NAMES.get(wire.dtype)
-        if dtype is None:
-            dtype = _DTYPE_NAMES.setdefault(wire.dtype, dtype_name(wire.dtype))
-        meta = encode_meta(name, int(step), dtype, wire.shape, wire.nbytes)
+        meta = encode_meta(name, int(step), dtype_name(wire.dtype), wire.shape, wire.nbytes)
         return cls(f"send {name!r} at step {step}", meta, raw_bytes(wire))
 
-
-_DTYPE_NAMES: dict[np.dtype, str] = {}  # dtype_name() is slow for the per-step path
 
 
 __all__ = ["PendingSend", "SendCancelledError", "VerticalPeerClient", "channel_options",

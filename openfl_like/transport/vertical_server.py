@@ -52,8 +52,10 @@ from openfl_like.core.ids import Role
 from openfl_like.core.logging import get_logger
 from openfl_like.core.messages import NamedTensor
 from openfl_like.core.vertical import PROTOCOL_VERSION, PartyRole, StepTensor
+from openfl_like.protocol import base_pb2
 from openfl_like.protocol import vertical_pb2 as pb
 from openfl_like.protocol.chunking import TensorJoiner, layout_of
+from openfl_like.protocol.codec import TensorLayout
 from openfl_like.protocol.vertical_convert import (
     MAX_TEXT,
     control_from_pb,
@@ -86,6 +88,7 @@ INSECURE_VERTICAL_WARNING = (
     "caller naming itself %r in a header is believed. Use only for local experiments."
 )
 _STREAMS_KEY = "streams"  # one peer: every stream counts against one cap
+_LAYOUTS_KEPT = 256
 
 
 def server_options(settings: VerticalTransportSettings) -> list[tuple[str, int | str]]:
@@ -135,6 +138,7 @@ class VerticalPeerServer:
                                  min(self.settings.max_streams, max(1, server_threads - 1)))
         self._watchdog = Watchdog()
         self.health = HealthState([VERTICAL_SERVICE])
+        self._layouts: dict[tuple[str, str, tuple[int, ...], int], TensorLayout] = {}
         self._reply = pb.PeerReply(
             header=header_pb(me, peer, session_id, self.my_role)).SerializeToString()
 
@@ -197,6 +201,19 @@ class VerticalPeerServer:
                 f"{sender} says it is the {header.sender_role or '(no role)'}, but this party "
                 f"is the {self.my_role.value}, so its peer must be the {expected}")
 
+    def _layout(self, meta: base_pb2.TensorMeta) -> TensorLayout:
+        """``layout_of(meta)`` (its checks, its errors), remembered for the metadata of a
+        ``PutTensor``: the per-step fast path sends the same name, dtype and shape every step.
+        The layout's round number is not used (the step is read from ``meta``)."""
+        key = (meta.name, meta.dtype, tuple(meta.shape), meta.nbytes)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = layout_of(meta, max_tensor_bytes=self.settings.max_tensor_bytes)
+            if len(self._layouts) >= _LAYOUTS_KEPT:
+                self._layouts.clear()  # a peer sending ever new names must not grow it
+            self._layouts[key] = layout
+        return layout
+
     def _tensor(self, message: TensorMessage) -> TensorMessage:
         if message.meta is None:
             raise ProtocolError("a tensor message without the tensor's metadata")
@@ -228,8 +245,12 @@ class VerticalPeerServer:
             self._check_header(message.header, identity)
             meta = self._tensor(message).meta
             assert meta is not None
-            layout = layout_of(meta, max_tensor_bytes=self.settings.max_tensor_bytes)
-            self._deliver(layout.to_tensor(message.data))  # checks the byte count; no copy
+            layout = self._layout(meta)
+            array = layout.to_tensor(message.data).array  # checks the byte count; no copy
+            try:  # (what _peer_gone_is_unavailable does, without its cost on the fast path)
+                self._handler.on_tensor(StepTensor(layout.name, meta.round_number, array))
+            except ConnectionFailedError as error:
+                raise _unavailable(error) from None
             return self._reply
 
     def StreamTensor(self, pieces: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
@@ -298,10 +319,14 @@ def _peer_gone_is_unavailable() -> Iterator[None]:
     would: the sender retries until its timeout or until our goodbye reaches it."""
     try:
         yield
-    except (UnavailableError, DeadlineExceededError):
-        raise
     except ConnectionFailedError as error:
-        raise UnavailableError(error.message) from None
+        raise _unavailable(error) from None
+
+
+def _unavailable(error: ConnectionFailedError) -> ConnectionFailedError:
+    if isinstance(error, UnavailableError | DeadlineExceededError):
+        return error
+    return UnavailableError(error.message)
 
 
 def _more(piece: TensorMessage) -> TensorMessage:

@@ -66,7 +66,17 @@ def await_send(
 ) -> None:
     """Wait for ``pending``'s acknowledgement, registered with the monitor. When the monitor
     (timeout), a shutdown or the peer's goodbye fails it, that error is raised, not the link's
-    "cancelled"; ``failed_already`` is checked once registered (shut down, peer gone)."""
+    "cancelled"; ``failed_already`` is checked once registered (shut down, peer gone). A
+    send already decided is not registered: its failure is explained the same way."""
+    if pending.done():  # decided already (the blocking first attempt): nothing to watch
+        try:
+            pending.result()
+        except Exception:
+            late = failed_already() or closed()
+            if late is not None:
+                raise late from None
+            raise
+        return
     failure: list[BaseException] = []
 
     def fail(error: BaseException) -> None:

@@ -18,6 +18,7 @@ from openfl_like.protocol.vertical_convert import (
     hello_to_pb,
 )
 from openfl_like.protocol.vertical_service import (
+    SMALL_PUT_BYTES,
     VERTICAL_RPCS,
     VERTICAL_SERVICE,
     decode_piece,
@@ -45,7 +46,8 @@ def test_method_table_matches_the_proto_service() -> None:
                                         ).header == HEADER
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00" * 24, bytes(range(200))])
+@pytest.mark.parametrize("data", [b"", b"\x00" * 24, bytes(range(200)),
+                                  bytes(range(256)) * 300])  # the last: over SMALL_PUT_BYTES
 def test_hand_encoded_tensor_put_is_protobufs_encoding(data: bytes) -> None:
     ours = encode_put(HEADER.SerializeToString(), META.SerializeToString(), memoryview(data))
     assert ours == pb.TensorPut(header=HEADER, meta=META, data=data).SerializeToString()
@@ -86,6 +88,13 @@ def test_malformed_tensor_messages_are_protocol_errors(garbage: bytes) -> None:
         decode_put(garbage)
     with pytest.raises(ProtocolError, match="malformed request"):
         decode_piece(garbage)
+
+
+def test_a_malformed_large_tensor_put_is_a_protocol_error() -> None:
+    large = encode_put(HEADER.SerializeToString(), META.SerializeToString(),
+                       b"\x00" * (SMALL_PUT_BYTES + 1))
+    with pytest.raises(ProtocolError, match="malformed request"):
+        decode_put(large[:-1])  # the data field runs past the end
 
 
 def test_hello_and_control_round_trip() -> None:

@@ -55,6 +55,42 @@ def test_identical_resend_is_taken_once_and_a_conflicting_one_refused() -> None:
         inbox.on_tensor(_t("x", 0, 3, 3))
 
 
+def test_a_consumed_read_only_tensor_is_kept_to_recognise_its_resend() -> None:
+    inbox = _inbox()
+    received = np.frombuffer(np.array([1, 2], np.float32).tobytes(), np.float32)  # as PutTensor
+    inbox.on_tensor(StepTensor("x", 0, received))
+    inbox.take_tensor("x", 0, _no_wait, "recv")
+    inbox.on_tensor(_t("x", 0, 1, 2))  # the same contents: a re-send, dropped
+    with pytest.raises(RefusedError, match="tensor 'x' of step 0 was already sent with other"):
+        inbox.on_tensor(_t("x", 0, 1, 3))
+    inbox.set_step(1)  # forgets step 0, and the bytes kept for it
+    assert inbox._kept_bytes == 0
+
+
+def test_each_waiter_is_handed_its_own_tensor() -> None:
+    inbox = _inbox()
+    got: dict[str, np.ndarray] = {}
+    registered: list[str] = []
+
+    def wait(name: str) -> None:
+        def register(fail):
+            registered.append(name)
+            return lambda: None
+        got[name] = inbox.take_tensor(name, 0, register, f"recv {name!r}")
+
+    threads = [threading.Thread(target=wait, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    while len(registered) < 2:
+        time.sleep(0.001)
+    inbox.on_tensor(_t("b", 0, 2))
+    threads[1].join(2)
+    assert not threads[1].is_alive() and threads[0].is_alive()  # "a" still waits
+    inbox.on_tensor(_t("a", 0, 1))
+    threads[0].join(2)
+    assert got["a"].tolist() == [1] and got["b"].tolist() == [2] and inbox.held_bytes == 0
+
+
 def test_bounded_by_bytes_and_entries() -> None:
     inbox = _inbox(max_bytes=16, max_entries=3)
     inbox.on_tensor(_t("a", 0, 1, 2, 3))  # 12 bytes
