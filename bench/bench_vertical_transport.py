@@ -53,6 +53,9 @@ class Inbox:
     def on_control(self, control: Control) -> None:
         pass
 
+    def on_refused(self, error: Exception) -> None:
+        pass
+
 
 def party(store: PkiStore, me: str, peer: str, role: PartyRole):
     inbox = Inbox()

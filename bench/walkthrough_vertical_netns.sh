@@ -7,7 +7,8 @@
 # Hosts: ca (no network), shop (the leader, 10.<n>.1.1) and bank (the follower, 10.<n>.1.2) on
 # one veth pair. Each host's /etc/hosts (ip netns exec mounts /etc/netns/<ns>/hosts) maps
 # shop.example.org and bank.example.org. Each party gets its certificate by the CSR flow
-# (csr on its host -> sign on the CA host -> import); files move with cp, standing in for scp.
+# (csr on its host -> sign on the CA host -> import with the CRL: a party serves its peer and
+# checks revocation, as an aggregator does); files move with cp, standing in for scp.
 # Checks: both parties finish with the same accuracy >= 0.9; then a follower whose plan copy
 # names another session is refused at connection with both ids named, fatal at once.
 # Prints PASS/FAIL per check; exit 0 only when all pass. Everything it made (namespaces, links,
@@ -99,8 +100,10 @@ for host in shop bank; do
   on "$ns" "$WORK/$host" fx pki csr --name "$host" --role party --san "$host.example.org"
   cp "$WORK/$host/pki/requests/$host.csr" "$WORK/ca/"
   on "$NS_CA" "$WORK/ca" "echo y | fx pki sign $host.csr"
-  cp "$WORK/ca/pki/certs/$host.crt" "$WORK/ca/pki/ca/ca-bundle.pem" "$WORK/$host/"
-  on "$ns" "$WORK/$host" fx pki import --cert "$host.crt" --ca-bundle ca-bundle.pem
+  cp "$WORK/ca/pki/certs/$host.crt" "$WORK/ca/pki/ca/ca-bundle.pem" "$WORK/ca/pki/ca/crl.pem" \
+    "$WORK/ca/pki/ca/signing.crt" "$WORK/$host/"
+  on "$ns" "$WORK/$host" fx pki import --cert "$host.crt" --ca-bundle ca-bundle.pem \
+    --crl crl.pem --signing-cert signing.crt
   on "$ns" "$WORK/$host" fx pki verify "$host"
 done
 pki_done=$(date +%s)

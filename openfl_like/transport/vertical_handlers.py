@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from openfl_like.core.errors import OpenflLikeError
 from openfl_like.core.vertical import Control, Hello, StepTensor
 
 
@@ -26,3 +27,9 @@ class VerticalHandler(Protocol):
 
     def on_control(self, control: Control) -> None:
         """Queue a control message; a ``seq`` seen before is a re-send and is ignored."""
+
+    def on_refused(self, error: OpenflLikeError) -> None:
+        """The server refused a Connect from the configured peer's certificate because the two
+        parties disagree (session, roles, names, protocol version). The disagreement is the
+        same both ways, so this party fails its own connect at once too, rather than retrying
+        towards a peer that has already given up."""

@@ -225,17 +225,21 @@ class VerticalPeerServer:
 
     def Connect(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         with translate_errors(context, "Connect"):
-            identity = self._caller(context)
+            identity = self._caller(context)  # the configured peer's certificate from here on
             request = VERTICAL_RPCS["Connect"].parse_request(raw)
-            self._check_header(request.header if request.HasField("header") else None,
-                               identity)
-            hello = hello_from_pb(request)
-            if hello.protocol_version != PROTOCOL_VERSION:
-                raise PlanMismatchError(
-                    f"{hello.sender} speaks vertical protocol version "
-                    f"{hello.protocol_version}, this party {PROTOCOL_VERSION}")
-            with _peer_gone_is_unavailable():
-                self._handler.on_connect(hello)
+            try:
+                self._check_header(request.header if request.HasField("header") else None,
+                                   identity)
+                hello = hello_from_pb(request)
+                if hello.protocol_version != PROTOCOL_VERSION:
+                    raise PlanMismatchError(
+                        f"{hello.sender} speaks vertical protocol version "
+                        f"{hello.protocol_version}, this party {PROTOCOL_VERSION}")
+                with _peer_gone_is_unavailable():
+                    self._handler.on_connect(hello)
+            except PlanMismatchError as error:
+                self._handler.on_refused(error)  # the same disagreement holds both ways
+                raise
             return self._reply
 
     def PutTensor(self, raw: bytes, context: grpc.ServicerContext) -> bytes:

@@ -22,6 +22,8 @@ import numpy as np
 
 from openfl_like.core.errors import (
     ConfigError,
+    OpenflLikeError,
+    PlanMismatchError,
     ProtocolError,
 )
 from openfl_like.core.logging import get_logger
@@ -118,6 +120,9 @@ class Communicator:
         self._lifecycle = threading.Lock()
         self._state = _NEW
         self._stopping = threading.Event()
+        # set by shutdown or by our server refusing the peer's Connect: ends the connect wait
+        self._connect_wake = threading.Event()
+        self._refused: OpenflLikeError | None = None
         self._step = 0
         self._step_lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -186,7 +191,8 @@ class Communicator:
                      or getattr(settings, "max_inbox_bytes", None) or DEFAULT_MAX_INBOX_BYTES)
         self._inbox = Inbox(me=self.name, peer=self.peer_name, my_role=self.role,
                             session_id=self.session_id, max_bytes=int(max_bytes), step=self.step,
-                            on_goodbye=self._peer_said_goodbye)
+                            on_goodbye=self._peer_said_goodbye,
+                            on_refused=self._refused_peer)
         monitor = Monitor(self._ops, self.scan_interval_s, self.peer_desc)
         self._started.push(monitor.stop)
         monitor.start()
@@ -209,7 +215,16 @@ class Communicator:
             self._wire.link,
             lambda: Hello(self.session_id, self.name, self.role, self.peer_name, step=self.step),
             me=self.name, peer_desc=self.peer_desc, timeout_s=self.connect_timeout_s,
-            stopping=self._stopping, closed=self._closed)
+            stopping=self._stopping, closed=self._closed, wake=self._connect_wake,
+            refused=lambda: self._refused)
+
+    def _refused_peer(self, error: OpenflLikeError) -> None:
+        """Our server refused the peer's Connect: it will not come to terms with us either, so
+        a connect still retrying ends now with the same reason (not after its whole window)."""
+        if self._refused is None:
+            self._refused = PlanMismatchError(
+                f"{self.name} refused the connection of {self.peer_desc}: {error.message}")
+        self._connect_wake.set()
 
     def shutdown(self, reason: str = "done") -> None:
         """Say goodbye to the peer (best effort), fail pending operations, stop everything.
@@ -221,6 +236,7 @@ class Communicator:
             self._closed_error = CommunicatorClosedError(
                 f"communicator {self.name} was shut down ({reason})")
             self._stopping.set()
+            self._connect_wake.set()
         if was == _NEW:
             _log.info("%s shut down before initialize (%s)", self.name, reason)
             return

@@ -33,9 +33,14 @@ def connect_with_backoff(
     timeout_s: float,
     stopping: threading.Event,
     closed: Callable[[], BaseException],
+    wake: threading.Event | None = None,
+    refused: Callable[[], OpenflLikeError | None] = lambda: None,
 ) -> tuple[int, float]:
     """Connect; returns (attempts, seconds taken). ``stopping`` set (a shutdown) ends the
-    waiting with ``closed()``."""
+    waiting with ``closed()``; ``refused()`` returning an error (our own server refused the
+    peer's Connect: the disagreement holds both ways) ends it with that error. ``wake``, when
+    given, is set by either, so a backoff wait ends at once."""
+    wake = wake or stopping
     policy = RetryPolicy(initial_backoff=INITIAL_BACKOFF_S, max_backoff=MAX_BACKOFF_S,
                          total_seconds=timeout_s)
     start = time.monotonic()
@@ -50,8 +55,7 @@ def connect_with_backoff(
         except OpenflLikeError as error:  # an answer: the peer refused
             _log.error("%s refused the connection of %s: %s", peer_desc, me, error)
             raise with_context(error, f"{peer_desc} refused {me}") from None
-        if stopping.is_set():
-            raise closed()
+        _give_up_if_told(stopping, closed, refused)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ConnectionFailedError(
@@ -60,9 +64,19 @@ def connect_with_backoff(
         _log.log(logging.INFO if attempts == 1 else logging.DEBUG,
                  "connect to %s failed (%s); retrying for up to %.1f s", peer_desc, last,
                  timeout_s)
-        if stopping.wait(min(wait, remaining)):
-            raise closed()
+        if wake.wait(min(wait, remaining)):
+            _give_up_if_told(stopping, closed, refused)
     raise AssertionError("unreachable")  # pragma: no cover - waits() never ends
+
+
+def _give_up_if_told(stopping: threading.Event, closed: Callable[[], BaseException],
+                     refused: Callable[[], OpenflLikeError | None]) -> None:
+    error = refused()
+    if error is not None:
+        _log.error("%s", error)
+        raise error
+    if stopping.is_set():
+        raise closed()
 
 
 def with_context(error: OpenflLikeError, context: str) -> OpenflLikeError:

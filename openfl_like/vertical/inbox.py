@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from openfl_like.core.errors import (
+    OpenflLikeError,
     PlanMismatchError,
     RefusedError,
     ResourceExhaustedError,
@@ -116,6 +117,7 @@ class Inbox:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         step: int = 0,
         on_goodbye: Callable[[str], None] | None = None,
+        on_refused: Callable[[OpenflLikeError], None] | None = None,
     ) -> None:
         self.me, self.peer, self.my_role, self.session_id = me, peer, my_role, session_id
         self.max_bytes, self.max_entries = max_bytes, max_entries
@@ -138,8 +140,14 @@ class Inbox:
         self._closed: BaseException | None = None
         self.hellos = 0
         self._on_goodbye = on_goodbye
+        self._on_refused = on_refused
 
     # ------------------------------------------------------------------ VerticalHandler
+    def on_refused(self, error: OpenflLikeError) -> None:
+        """This party's server refused the peer's Connect (see VerticalHandler.on_refused)."""
+        if self._on_refused is not None:
+            self._on_refused(error)
+
     def on_connect(self, hello: Hello) -> None:
         problems = []
         if hello.session_id != self.session_id:
@@ -155,7 +163,10 @@ class Inbox:
             problems.append(f"protocol version {hello.protocol_version} != ours "
                             f"{PROTOCOL_VERSION}")
         if problems:
-            raise PlanMismatchError(f"{self.me} refused {hello.sender!r}: " + "; ".join(problems))
+            error = PlanMismatchError(f"{self.me} refused {hello.sender!r}: "
+                                      + "; ".join(problems))
+            self.on_refused(error)
+            raise error
         with self._cond:
             if self._closed is not None:
                 raise UnavailableError(f"{self.me} is shutting down")

@@ -107,7 +107,26 @@ def resolve_tls_files(
     if resolved != tls_files:
         _log.info("TLS files of %s: certificate %s, key %s, CA bundle %s", name,
                   resolved.cert_path, resolved.key_path, resolved.ca_bundle_path)
+    _check_revocation_files(name, resolved)
     return resolved
+
+
+def _check_revocation_files(name: str, files: TlsFiles) -> None:
+    """A party serves its peer, so, like an aggregator, it checks the caller's certificate
+    against the CA's revocation list: a store that lacks the CRL or the signing CA certificate
+    (a participant store made by ``fx pki import`` without ``--crl``) is a clear error here,
+    not a bare "file not found" from deep inside the server."""
+    missing = [str(path) for path in (files.crl_path, files.signing_cert_path)
+               if path is not None and not path.is_file()]
+    if missing:
+        raise ConfigError(
+            f"party {name}: {' and '.join(missing)} missing: a party serves its peer and checks "
+            "its certificate against the CA's revocation list; copy crl.pem and signing.crt "
+            "from the CA host and import them with your certificate (fx pki import --cert "
+            f"{name}.crt --ca-bundle ca-bundle.pem --crl crl.pem --signing-cert signing.crt)")
+    if files.crl_path is None:
+        _log.warning("party %s: no CRL given (FX_VERTICAL_CERT/KEY/CA without a PKI store): "
+                     "the peer's certificate is not checked for revocation", name)
 
 
 def tls_files_for(name: str, *, tls: bool, tls_files: TlsFiles | None,

@@ -16,6 +16,7 @@ class RecordingHandler:
     controls: list[Control] = field(default_factory=list)
     refuse: OpenflLikeError | None = None  # raised by every method when set
     gate: threading.Event | None = None  # on_tensor waits for it when set
+    refusals: list[OpenflLikeError] = field(default_factory=list)  # Connects the server refused
 
     def on_connect(self, hello: Hello) -> None:
         if self.refuse is not None:
@@ -33,3 +34,6 @@ class RecordingHandler:
         if self.refuse is not None:
             raise self.refuse
         self.controls.append(control)
+
+    def on_refused(self, error: OpenflLikeError) -> None:
+        self.refusals.append(error)

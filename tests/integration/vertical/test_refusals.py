@@ -157,6 +157,25 @@ def test_a_header_that_disagrees_is_refused_naming_both_values(
     still_serving(follower, make_client)
 
 
+def test_a_connect_refused_for_a_disagreement_is_told_to_the_handler(
+    pki: Pki, follower: Party, make_client: ClientFactory,
+) -> None:
+    """The party whose server refused the peer's Connect must give up too (the disagreement
+    holds both ways): the server tells its handler, which a data refusal does not."""
+    client = make_client(follower.address, files=pki.files(LEADER), session_id="digits-v2")
+    with pytest.raises(PlanMismatchError, match="'digits-v2', this party in 'digits-v1'"):
+        client.connect(Hello("digits-v2", LEADER, PartyRole.LEADER, FOLLOWER), 5.0)
+    with pytest.raises(PlanMismatchError):
+        client.send_tensor("t", 0, np.ones(2), 5.0).result()
+    assert len(follower.handler.refusals) == 1, follower.handler.refusals
+    assert "'digits-v2', this party in 'digits-v1'" in str(follower.handler.refusals[0])
+    # a certificate that is not the configured peer is refused before: no disagreement told
+    stranger = make_client(follower.address, me="mallory", files=pki.files("mallory"))
+    with pytest.raises(PermissionDeniedError):
+        stranger.connect(Hello(SESSION, "mallory", PartyRole.LEADER, FOLLOWER), 5.0)
+    assert len(follower.handler.refusals) == 1
+
+
 def test_a_forged_sender_in_a_raw_request_is_unauthenticated(
     pki: Pki, follower: Party, make_client: ClientFactory,
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from openfl_like.core.errors import ConfigError
+from openfl_like.pki import PkiStore
 from openfl_like.transport.credentials import TlsFiles
 from openfl_like.vertical.wiring import split_addr, tls_files_for
 
@@ -73,3 +74,30 @@ def test_the_communicator_checks_its_addresses_when_built() -> None:
 def test_good_addresses() -> None:
     assert split_addr("0.0.0.0:0", "local_addr") == ("0.0.0.0", 0)
     assert split_addr("[::1]:5", "peer_addr") == ("::1", 5)
+
+
+def test_a_participant_store_without_the_crl_is_a_clear_error(tmp_path: Path) -> None:
+    """A party serves its peer and checks revocation like an aggregator: a store imported
+    without --crl/--signing-cert fails at start, naming the files and the command."""
+    store_files = TlsFiles.for_participant(PkiStore(tmp_path), "bank")
+    with pytest.raises(ConfigError, match=(
+            r"party bank: .*crl\.pem and .*signing\.crt missing: a party serves its peer .*"
+            r"fx pki import --cert bank\.crt --ca-bundle ca-bundle\.pem --crl crl\.pem "
+            r"--signing-cert signing\.crt")):
+        tls_files_for("bank", tls=True, tls_files=store_files, pki_dir=None,
+                      settings=_Settings())
+    for path in (store_files.crl_path, store_files.signing_cert_path):
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("(present)")
+    assert tls_files_for("bank", tls=True, tls_files=store_files, pki_dir=None,
+                         settings=_Settings()) == store_files
+
+
+def test_files_without_a_crl_run_with_a_warning(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    files = TlsFiles(tmp_path / "c", tmp_path / "k", tmp_path / "ca")  # FX_VERTICAL_* only
+    with caplog.at_level(logging.WARNING):
+        assert tls_files_for("bank", tls=True, tls_files=files, pki_dir=None,
+                             settings=_Settings()) == files
+    assert "not checked for revocation" in caplog.text
