@@ -116,6 +116,8 @@ def _check_revocation_files(name: str, files: TlsFiles) -> None:
     against the CA's revocation list: a store that lacks the CRL or the signing CA certificate
     (a participant store made by ``fx pki import`` without ``--crl``) is a clear error here,
     not a bare "file not found" from deep inside the server."""
+    if not files.cert_path.is_file():
+        return  # the missing certificate comes first: the transport names it when it reads it
     missing = [str(path) for path in (files.crl_path, files.signing_cert_path)
                if path is not None and not path.is_file()]
     if missing:

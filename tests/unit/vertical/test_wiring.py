@@ -80,6 +80,8 @@ def test_a_participant_store_without_the_crl_is_a_clear_error(tmp_path: Path) ->
     """A party serves its peer and checks revocation like an aggregator: a store imported
     without --crl/--signing-cert fails at start, naming the files and the command."""
     store_files = TlsFiles.for_participant(PkiStore(tmp_path), "bank")
+    store_files.cert_path.parent.mkdir(parents=True)
+    store_files.cert_path.write_text("(the party's certificate)")
     with pytest.raises(ConfigError, match=(
             r"party bank: .*crl\.pem and .*signing\.crt missing: a party serves its peer .*"
             r"fx pki import --cert bank\.crt --ca-bundle ca-bundle\.pem --crl crl\.pem "
@@ -97,6 +99,7 @@ def test_a_participant_store_without_the_crl_is_a_clear_error(tmp_path: Path) ->
 def test_files_without_a_crl_run_with_a_warning(tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     files = TlsFiles(tmp_path / "c", tmp_path / "k", tmp_path / "ca")  # FX_VERTICAL_* only
+    files.cert_path.write_text("(certificate)")
     with caplog.at_level(logging.WARNING):
         assert tls_files_for("bank", tls=True, tls_files=files, pki_dir=None,
                              settings=_Settings()) == files
