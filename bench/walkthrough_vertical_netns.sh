@@ -40,29 +40,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say() { printf '\n== %s\n' "$*"; }
-check() {  # check NAME CONDITION...
-  local name="$1"; shift
-  if "$@"; then echo "PASS  $name"; else echo "FAIL  $name"; FAILED=1; fi
-}
-on() {  # on NS DIR COMMAND: a shell command line on a host, in its folder, `fx` on the PATH
-  local ns="$1" dir="$2"; shift 2
-  printf '[%s] $ %s\n' "${ns%"$TAG"}" "$*"
-  ip netns exec "$ns" env PATH="$WORK/bin:$PATH" sh -c "cd '$dir' && $*"
-}
-bg_on() {  # bg_on NS DIR LOG COMMAND: the same in the background; BG_PID is its pid
-  local ns="$1" dir="$2" log="$3"; shift 3
-  printf '[%s] $ %s &\n' "${ns%"$TAG"}" "$*"
-  ip netns exec "$ns" env PATH="$WORK/bin:$PATH" sh -c "cd '$dir' && exec $*" > "$log" 2>&1 &
-  BG_PID=$!
-  PIDS+=("$BG_PID")
-}
+# shellcheck source=bench/netns_common.sh
+source "$ROOT/bench/netns_common.sh"
 
 say "hosts: network namespaces, one link, /etc/hosts"
 mkdir -p "$WORK/bin" "$WORK/ca" "$WORK/shop" "$WORK/bank"
-printf '#!/bin/sh\nPYTHONPATH=%s exec %s -m openfl_like.cli.main "$@"\n' "$ROOT" "$PY" \
-  > "$WORK/bin/fx"
-chmod +x "$WORK/bin/fx"
+make_fx_wrapper "$ROOT" "$PY"
 for ns in "$NS_CA" "$NS_SHOP" "$NS_BANK"; do
   ip netns add "$ns"
   ip -n "$ns" link set lo up
