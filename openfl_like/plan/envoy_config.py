@@ -25,13 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from openfl_like.core.errors import ConfigError, PlanError
 from openfl_like.core.ids import check_name
 from openfl_like.plan.contract import parse_data_contract
 from openfl_like.plan.load import _parse_network, _Section
 from openfl_like.plan.schema import DataContract, Scalar
+from openfl_like.plan.yaml_file import read_yaml
 
 DEFAULT_MAX_EXPERIMENT_BYTES = 256 * 1024 * 1024
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -96,19 +95,7 @@ def load_envoy_config(path: str | Path, name: str) -> EnvoyConfig:
     """Read and validate ``path`` for the envoy ``name`` (``{name}`` is substituted)."""
     file = Path(path).expanduser()
     shown = str(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"{shown}: envoy configuration not found") from None
-    except OSError as exc:
-        raise PlanError(f"{shown}: cannot be read ({exc.strerror})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise PlanError(f"{shown}: invalid YAML{where}: {problem}") from None
+    doc = read_yaml(file, shown=shown, missing=f"{shown}: envoy configuration not found")
     return parse_envoy_config(doc, name, base_dir=file.resolve().parent, shown=shown)
 
 

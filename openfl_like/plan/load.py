@@ -19,8 +19,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-import yaml
-
 from openfl_like.core.errors import ConfigError, PlanError
 from openfl_like.core.ids import check_name
 from openfl_like.core.messages import TaskKind
@@ -41,6 +39,7 @@ from openfl_like.plan.schema import (
     StragglerSettings,
     TaskRunnerSettings,
 )
+from openfl_like.plan.yaml_file import read_yaml
 
 PLAN_FILE = "plan.yaml"
 COLS_FILE = "cols.yaml"
@@ -166,20 +165,7 @@ class _Section:
 
 
 def _read_yaml(plan_dir: Path, name: str) -> object:
-    path = plan_dir / name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"{name}: not found in {plan_dir}") from None
-    except OSError as exc:
-        raise PlanError(f"{name}: cannot be read ({exc.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise PlanError(f"{name}: invalid YAML{where}: {problem}") from None
+    return read_yaml(plan_dir / name, shown=name, missing=f"{name}: not found in {plan_dir}")
 
 
 def load_plan(plan_dir: str | Path) -> Plan:

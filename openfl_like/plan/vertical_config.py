@@ -24,12 +24,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from openfl_like.core.errors import ConfigError, PlanError
+from openfl_like.core.errors import ConfigError
 from openfl_like.core.ids import check_name
 from openfl_like.core.vertical import PartyRole
 from openfl_like.plan.load import _Section
+from openfl_like.plan.yaml_file import read_yaml
 
 PLAN_FILE = "plan.yaml"
 DATA_SOURCES = ("digits", "npz")
@@ -124,19 +123,7 @@ def load_vertical_plan(path: str | Path) -> VerticalPlan:
     given = Path(path).expanduser()
     file = given / PLAN_FILE if given.is_dir() else given
     shown = str(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"{shown}: vertical plan not found") from None
-    except OSError as exc:
-        raise PlanError(f"{shown}: cannot be read ({exc.strerror})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise PlanError(f"{shown}: invalid YAML{where}: {problem}") from None
+    doc = read_yaml(file, shown=shown, missing=f"{shown}: vertical plan not found")
     return parse_vertical_plan(doc, plan_file=file.resolve(), shown=shown)
 
 
