@@ -29,7 +29,7 @@ from openfl_like.protocol.chunking import Chunk
 from openfl_like.protocol.service import STREAM_UNARY, Rpc, message_rpc
 
 # the generated-format primitives, shared with the aggregator's stream encoding
-from openfl_like.protocol.wire import _fields, _key, _Malformed, _varint
+from openfl_like.protocol.wire import _decode_chunk, _fields, _key, _Malformed, _varint
 
 VERTICAL_SERVICE = "openfl_like.v1.VerticalPeer"
 
@@ -124,19 +124,6 @@ def encode_piece(header: bytes | None, meta: bytes | None, data: bytes | memoryv
     return b"".join(parts)
 
 
-def _decode_chunk(buf: memoryview) -> tuple[base_pb2.TensorMeta | None, memoryview | bytes]:
-    meta: base_pb2.TensorMeta | None = None
-    data: memoryview | bytes = b""
-    for number, payload in _fields(buf):
-        if payload is None:
-            continue
-        if number == _CHUNK_META:
-            meta = base_pb2.TensorMeta.FromString(bytes(payload))
-        elif number == _CHUNK_DATA:
-            data = payload
-    return meta, data
-
-
 def _decode(raw: bytes, what: str, *, piece: bool) -> TensorMessage:
     header: pb.PeerHeader | None = None
     meta: base_pb2.TensorMeta | None = None
@@ -148,7 +135,8 @@ def _decode(raw: bytes, what: str, *, piece: bool) -> TensorMessage:
             if number == _HEADER:
                 header = pb.PeerHeader.FromString(bytes(payload))
             elif piece and number == _PIECE_CHUNK:
-                meta, data = _decode_chunk(payload)
+                chunk = _decode_chunk(payload)  # the aggregator streams' decoder
+                meta, data = chunk.meta, chunk.data
             elif not piece and number == _PUT_META:
                 meta = base_pb2.TensorMeta.FromString(bytes(payload))
             elif not piece and number == _PUT_DATA:
