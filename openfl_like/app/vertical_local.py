@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from openfl_like.app.local_run import fx_command
 from openfl_like.app.logfiles import LOG_FILE_ENV
 from openfl_like.app.signals import SignalStop
 from openfl_like.app.workspace import ensure_vertical_pki
@@ -101,9 +101,9 @@ def run_both(plan: VerticalPlan, *, pki_dir: Path, fresh: bool = False,
     with SignalStop(on_stop=forward, on_second=kill_now) as stop:
         try:
             for role in (PartyRole.LEADER, PartyRole.FOLLOWER):
-                argv = [sys.executable, "-m", "openfl_like.cli.main", "--log-level", log_level,
-                        "vertical", "start", "--role", role.value, "--plan",
-                        str(plan.plan_file), "--pki-dir", str(Path(pki_dir).resolve()),
+                argv = [*fx_command(), "--log-level", log_level, "vertical", "start",
+                        "--role", role.value, "--plan", str(plan.plan_file),
+                        "--pki-dir", str(Path(pki_dir).resolve()),
                         *(["--fresh"] if fresh else [])]
                 process = subprocess.Popen(argv, stdout=subprocess.PIPE,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
